@@ -1,0 +1,17 @@
+//! sluice: a serverless job runner for WebAssembly.
+//!
+//! A durable queue leases each message to a fresh, sandboxed wasmtime instance
+//! with timeouts, retries with backoff, idempotency keys and a dead-letter queue.
+//!
+//! # Module map
+//! - [`clock`]: injected time ([`clock::Clock`]), so tests never sleep.
+//! - [`outcome`]: the closed set of ways an attempt ends.
+//! - [`sandbox`]: narrows wasmtime for the rest of the code: validation, limits,
+//!   the guest ABI. Knows nothing of queues.
+//! - [`store`]: the durable queue behind a trait of queue verbs; sled is the
+//!   embedded backend.
+
+pub mod clock;
+pub mod outcome;
+pub mod sandbox;
+pub mod store;
