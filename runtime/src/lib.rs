@@ -5,6 +5,7 @@
 //!
 //! # Module map
 //! - [`clock`]: injected time ([`clock::Clock`]), so tests never sleep.
+//! - [`names`]: the rules for topic and handler names and keys.
 //! - [`outcome`]: the closed set of ways an attempt ends.
 //! - [`sandbox`]: narrows wasmtime for the rest of the code: validation, limits,
 //!   the guest ABI. Knows nothing of queues.
@@ -12,6 +13,7 @@
 //!   embedded backend.
 
 pub mod clock;
+pub mod names;
 pub mod outcome;
 pub mod sandbox;
 pub mod store;
