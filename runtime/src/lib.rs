@@ -7,6 +7,7 @@
 //! - [`clock`]: injected time ([`clock::Clock`]), so tests never sleep.
 //! - [`names`]: the rules for topic and handler names and keys.
 //! - [`outcome`]: the closed set of ways an attempt ends.
+//! - [`policy`]: a handler's limits, retries and backoff.
 //! - [`sandbox`]: narrows wasmtime for the rest of the code: validation, limits,
 //!   the guest ABI. Knows nothing of queues.
 //! - [`store`]: the durable queue behind a trait of queue verbs; sled is the
@@ -15,5 +16,6 @@
 pub mod clock;
 pub mod names;
 pub mod outcome;
+pub mod policy;
 pub mod sandbox;
 pub mod store;

@@ -1,0 +1,236 @@
+//! A handler's policy: limits, retries with backoff, lease and concurrency.
+//!
+//! Defaults follow SPEC §3 and are listed on each field. The policy is stored
+//! with the handler, so the store (rescuing an expired lease) and the worker
+//! (after a failed attempt) decide a failure's fate with the same code:
+//! [`HandlerPolicy::after_failure`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::clock::Timestamp;
+
+/// Longest timeout or lease: 12 h.
+pub const MAX_DURATION_MS: u64 = 12 * 3600 * 1000;
+/// Largest memory limit: 4 GiB.
+pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+/// Relative jitter applied to each backoff delay (±20 %).
+pub const JITTER: f64 = 0.2;
+
+/// A policy value out of bounds, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid {field}: {reason}")]
+pub struct PolicyError {
+    /// The offending field, e.g. `timeout`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Per-handler settings. Durations are milliseconds so the JSON is unambiguous.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HandlerPolicy {
+    /// Wall-clock limit per attempt, enforced in the sandbox. Default 30 s, at most 12 h.
+    pub timeout_ms: u64,
+    /// Visibility timeout of a lease. Default `None`: 2.5 × timeout. At most 12 h,
+    /// and never shorter than the timeout (a lease must outlive its attempt).
+    pub lease_ms: Option<u64>,
+    /// Retries after the first attempt before the DLQ. Default 5.
+    pub retries: u32,
+    /// First backoff delay; doubles per retry (1, 2, 4, 8, 16 s by default), ±20 % jitter.
+    pub backoff_ms: u64,
+    /// Cap on one backoff delay. Default 1 h.
+    pub backoff_max_ms: u64,
+    /// Linear memory limit per instance. Default 64 MiB, at most 4 GiB.
+    pub memory_bytes: u64,
+    /// Fuel budget per attempt, if metered. Default `None` (unmetered).
+    pub fuel: Option<u64>,
+    /// Attempts in flight at once for this handler. Default: the number of CPU cores.
+    pub concurrency: u32,
+    /// Environment passed to the guest besides the `SLUICE_*` metadata.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for HandlerPolicy {
+    fn default() -> Self {
+        HandlerPolicy {
+            timeout_ms: 30_000,
+            lease_ms: None,
+            retries: 5,
+            backoff_ms: 1_000,
+            backoff_max_ms: 3_600_000,
+            memory_bytes: 64 << 20,
+            fuel: None,
+            concurrency: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(2),
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+/// What becomes of a delivery after a failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Disposition {
+    /// Wait out a backoff, then become ready again.
+    Retry {
+        /// Not before this time.
+        at: Timestamp,
+    },
+    /// Move to the handler's DLQ.
+    Dead {
+        /// Why, e.g. `rejected` or `attempts exhausted (6 of 6): exit 3`.
+        reason: String,
+    },
+}
+
+impl HandlerPolicy {
+    /// Checks every bound, naming the first field that breaks one.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let bad = |field, reason: String| Err(PolicyError { field, reason });
+        if self.timeout_ms == 0 || self.timeout_ms > MAX_DURATION_MS {
+            return bad("timeout", format!("{} ms is outside 1 ms ..= 12 h", self.timeout_ms));
+        }
+        if let Some(lease) = self.lease_ms {
+            if lease > MAX_DURATION_MS || lease < self.timeout_ms {
+                return bad("lease", format!("{lease} ms must be within timeout ..= 12 h"));
+            }
+        }
+        if self.memory_bytes < 64 * 1024 || self.memory_bytes > MAX_MEMORY_BYTES {
+            return bad(
+                "memory",
+                format!("{} bytes is outside 64 KiB ..= 4 GiB", self.memory_bytes),
+            );
+        }
+        if self.concurrency == 0 || self.concurrency > 10_000 {
+            return bad("concurrency", format!("{} is outside 1 ..= 10000", self.concurrency));
+        }
+        if self.retries > 1000 {
+            return bad("retries", format!("{} is more than 1000", self.retries));
+        }
+        if self.backoff_ms > MAX_DURATION_MS || self.backoff_max_ms > MAX_DURATION_MS {
+            return bad("backoff", "at most 12 h".into());
+        }
+        if self.fuel == Some(0) {
+            return bad("fuel", "must be positive when set".into());
+        }
+        for key in self.env.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return bad("env", format!("variable name {key:?} is not valid"));
+            }
+            if key.starts_with("SLUICE_") {
+                return bad("env", format!("{key} is reserved for sluice's metadata"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The wall-clock timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// The lease (visibility timeout): `lease_ms`, else 2.5 × timeout, capped at 12 h.
+    pub fn lease(&self) -> Duration {
+        let ms = self
+            .lease_ms
+            .unwrap_or(self.timeout_ms.saturating_mul(5) / 2)
+            .min(MAX_DURATION_MS);
+        Duration::from_millis(ms)
+    }
+
+    /// Attempts in all: the first plus the retries.
+    pub fn max_attempts(&self) -> u32 {
+        self.retries.saturating_add(1)
+    }
+
+    /// The delay before retry number `retry` (1-based): `backoff × 2^(retry-1)`,
+    /// capped, then scaled by a factor drawn from `[1 - JITTER, 1 + JITTER]`.
+    pub fn backoff(&self, retry: u32, rng: &mut impl Rng) -> Duration {
+        let exp = retry.saturating_sub(1).min(40);
+        let base = self
+            .backoff_ms
+            .saturating_mul(1u64 << exp)
+            .min(self.backoff_max_ms);
+        let factor = rng.random_range((1.0 - JITTER)..=(1.0 + JITTER));
+        Duration::from_millis((base as f64 * factor).round() as u64)
+    }
+
+    /// The fate of a delivery whose attempt number `attempt` (1-based) failed with
+    /// `summary`: retry after a backoff while attempts remain, else dead. A
+    /// rejection never comes here; it is dead at once.
+    pub fn after_failure(
+        &self,
+        attempt: u32,
+        summary: &str,
+        now: Timestamp,
+        rng: &mut impl Rng,
+    ) -> Disposition {
+        if attempt >= self.max_attempts() {
+            Disposition::Dead {
+                reason: format!(
+                    "attempts exhausted ({attempt} of {}): {summary}",
+                    self.max_attempts()
+                ),
+            }
+        } else {
+            Disposition::Retry {
+                at: now.plus(self.backoff(attempt, rng)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn default_backoff_is_1_2_4_8_16_with_jitter() {
+        let p = HandlerPolicy::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for (retry, base) in [(1, 1000.0), (2, 2000.0), (3, 4000.0), (4, 8000.0), (5, 16000.0)] {
+            for _ in 0..100 {
+                let d = p.backoff(retry, &mut rng).as_millis() as f64;
+                assert!(d >= base * 0.8 - 1.0 && d <= base * 1.2 + 1.0, "{retry}: {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn sixth_failure_is_dead() {
+        let p = HandlerPolicy::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let now = Timestamp(0);
+        assert!(matches!(p.after_failure(5, "exit 3", now, &mut rng), Disposition::Retry { .. }));
+        match p.after_failure(6, "exit 3", now, &mut rng) {
+            Disposition::Dead { reason } => assert!(reason.contains("6 of 6"), "{reason}"),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn lease_defaults_to_two_and_a_half_timeouts() {
+        let p = HandlerPolicy::default();
+        assert_eq!(p.lease(), Duration::from_secs(75));
+        p.validate().unwrap();
+    }
+
+    #[test]
+    fn bounds_name_the_field() {
+        let p = HandlerPolicy { timeout_ms: MAX_DURATION_MS + 1, ..Default::default() };
+        assert_eq!(p.validate().unwrap_err().field, "timeout");
+        let p = HandlerPolicy { memory_bytes: 8 << 30, ..Default::default() };
+        assert_eq!(p.validate().unwrap_err().field, "memory");
+        let mut p = HandlerPolicy::default();
+        p.env.insert("SLUICE_TOPIC".into(), "x".into());
+        assert_eq!(p.validate().unwrap_err().field, "env");
+    }
+}

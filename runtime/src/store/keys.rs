@@ -1,0 +1,1 @@
+//! Key encoding of the sled backend.
