@@ -24,7 +24,10 @@ impl Timestamp {
 
     /// This time plus `d` (saturating).
     pub fn plus(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(d.as_millis().min(u64::MAX as u128) as u64))
+        Timestamp(
+            self.0
+                .saturating_add(d.as_millis().min(u64::MAX as u128) as u64),
+        )
     }
 
     /// Time from `earlier` to `self`, zero if `earlier` is later.

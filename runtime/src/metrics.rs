@@ -78,6 +78,9 @@ impl Metrics {
 
     /// A snapshot of the per-handler counters.
     pub fn snapshot(&self) -> BTreeMap<String, HandlerMetrics> {
-        self.handlers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.handlers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
