@@ -71,6 +71,7 @@ impl Harness {
         let sandbox = Sandbox::new(SandboxConfig {
             pool_instances: 32,
             cache_dir: Some(dir.path().join("cache")),
+            fuel: true,
             ..SandboxConfig::default()
         })
         .expect("sandbox");

@@ -201,6 +201,19 @@ impl SledStore {
         }
     }
 
+    /// Makes every flush fail with `fault` (e.g. `StorageFull`) until called with
+    /// `None`: a stand-in for a full disk or a failing device in fault tests.
+    /// Writes made meanwhile are not acknowledged; they become durable with the
+    /// first flush after the fault clears.
+    pub fn inject_fault(&self, fault: Option<std::io::ErrorKind>) {
+        *self
+            .inner
+            .flusher
+            .fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = fault;
+    }
+
     /// Flushes done so far (group commit: compare with the verbs that waited).
     pub fn flush_count(&self) -> u64 {
         self.inner.flusher.done.borrow().flushes
@@ -351,6 +364,8 @@ struct FlushState {
 
 struct Flusher {
     state: Arc<(Mutex<FlushState>, Condvar)>,
+    /// An injected I/O failure every flush reports while set (fault tests).
+    fault: Arc<Mutex<Option<std::io::ErrorKind>>>,
     done: watch::Sender<FlushDone>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -366,9 +381,11 @@ impl Flusher {
             Condvar::new(),
         ));
         let (done, _) = watch::channel(FlushDone::default());
+        let fault: Arc<Mutex<Option<std::io::ErrorKind>>> = Arc::default();
         let thread = {
             let state = state.clone();
             let done = done.clone();
+            let fault = fault.clone();
             std::thread::Builder::new()
                 .name("sluice-flusher".into())
                 .spawn(move || {
@@ -386,7 +403,13 @@ impl Flusher {
                             s.next += 1;
                             s.next - 1
                         };
-                        let result = db.flush();
+                        let injected = *fault.lock().unwrap_or_else(|p| p.into_inner());
+                        let result = match injected {
+                            Some(kind) => {
+                                Err(sled::Error::Io(std::io::Error::new(kind, "injected fault")))
+                            }
+                            None => db.flush(),
+                        };
                         done.send_modify(|d| {
                             d.id = id;
                             d.flushes += 1;
@@ -408,6 +431,7 @@ impl Flusher {
         };
         Flusher {
             state,
+            fault,
             done,
             thread: Mutex::new(Some(thread)),
         }
@@ -1854,24 +1878,43 @@ mod tests {
     async fn smoke_enqueue_lease_complete_restart() {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(Timestamp(1_800_000_000_000));
-        let open = || SledStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
+        let open = || {
+            SledStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap()
+        };
         let s = open();
-        let spec = HandlerSpec { name: "h".into(), topic: "t".into(), policy: HandlerPolicy::default() };
-        s.put_handler(spec, Bytes::from_static(b"\0asm")).await.unwrap();
+        let spec = HandlerSpec {
+            name: "h".into(),
+            topic: "t".into(),
+            policy: HandlerPolicy::default(),
+        };
+        s.put_handler(spec, Bytes::from_static(b"\0asm"))
+            .await
+            .unwrap();
         let e = s
-            .enqueue(vec![NewMessage { topic: "t".into(), payload: Bytes::from_static(b"hi"), ..Default::default() }])
+            .enqueue(vec![NewMessage {
+                topic: "t".into(),
+                payload: Bytes::from_static(b"hi"),
+                ..Default::default()
+            }])
             .await
             .unwrap();
         let leased = s.lease("h", 10).await.unwrap();
         assert_eq!(leased.len(), 1);
         assert_eq!(leased[0].message.payload, Bytes::from_static(b"hi"));
-        s.complete(&leased[0].lease, report(Outcome::Ok), vec![]).await.unwrap();
+        s.complete(&leased[0].lease, report(Outcome::Ok), vec![])
+            .await
+            .unwrap();
         assert!(matches!(
-            s.complete(&leased[0].lease, report(Outcome::Ok), vec![]).await,
+            s.complete(&leased[0].lease, report(Outcome::Ok), vec![])
+                .await,
             Err(StoreError::LeaseLost(_))
         ));
         let second = s
-            .enqueue(vec![NewMessage { topic: "t".into(), payload: Bytes::from_static(b"again"), ..Default::default() }])
+            .enqueue(vec![NewMessage {
+                topic: "t".into(),
+                payload: Bytes::from_static(b"again"),
+                ..Default::default()
+            }])
             .await
             .unwrap();
         let _held = s.lease("h", 10).await.unwrap();
@@ -1880,13 +1923,53 @@ mod tests {
         let st = s.message(e[0].id).await.unwrap();
         assert_eq!(st.deliveries[0].state, DeliveryState::Succeeded);
         let st = s.message(second[0].id).await.unwrap();
-        assert_eq!(st.deliveries[0].state, DeliveryState::Ready, "released on open");
         assert_eq!(
-            st.deliveries[0].attempts[0].report.as_ref().unwrap().outcome.kind(),
+            st.deliveries[0].state,
+            DeliveryState::Ready,
+            "released on open"
+        );
+        assert_eq!(
+            st.deliveries[0].attempts[0]
+                .report
+                .as_ref()
+                .unwrap()
+                .outcome
+                .kind(),
             "interrupted"
         );
         let stats = s.stats().await.unwrap();
         assert_eq!(stats.handlers[0].counts[&DeliveryState::Succeeded], 1);
         assert_eq!(stats.handlers[0].counts[&DeliveryState::Ready], 1);
+    }
+    #[tokio::test]
+    async fn disk_full_refuses_acknowledgement_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+        let s =
+            SledStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
+        let spec = HandlerSpec {
+            name: "h".into(),
+            topic: "t".into(),
+            policy: HandlerPolicy::default(),
+        };
+        s.put_handler(spec, Bytes::from_static(b"\0asm"))
+            .await
+            .unwrap();
+        let msg = |p: &'static [u8]| NewMessage {
+            topic: "t".into(),
+            payload: Bytes::from_static(p),
+            ..Default::default()
+        };
+        let acked = s.enqueue(vec![msg(b"before")]).await.unwrap();
+        s.inject_fault(Some(std::io::ErrorKind::StorageFull));
+        let err = s.enqueue(vec![msg(b"during")]).await.unwrap_err();
+        assert!(matches!(err, StoreError::DiskFull(_)), "{err}");
+        assert!(err.is_unavailable());
+        s.inject_fault(None);
+        let after = s.enqueue(vec![msg(b"after")]).await.unwrap();
+        drop(s);
+        let s = SledStore::open(dir.path(), StoreConfig::default(), Arc::new(clock)).unwrap();
+        s.message(acked[0].id).await.unwrap();
+        s.message(after[0].id).await.unwrap();
     }
 }
