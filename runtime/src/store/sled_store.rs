@@ -979,6 +979,7 @@ impl Inner {
             idempotency_key,
             headers: m.headers,
             enqueued_at: now,
+            enqueued_at_micros: self.clock.now_micros(),
             not_before: m.not_before,
         };
         txn.put(

@@ -36,7 +36,13 @@ pub async fn settle(ctx: &Context, handler: &HandlerRecord, leased: Leased, done
         }
     };
     match result {
-        Ok(()) => ctx.metrics.settled(&leased.handler, completed, dead),
+        Ok(()) => {
+            let latency = completed.then(|| {
+                let micros = ctx.clock.now_micros().saturating_sub(leased.message.enqueued_at_micros);
+                std::time::Duration::from_micros(micros)
+            });
+            ctx.metrics.settled(&leased.handler, latency, dead);
+        }
         Err(StoreError::LeaseLost(id)) => {
             tracing::warn!(delivery = %id, "lease lost before the outcome was recorded; the delivery runs again");
         }
