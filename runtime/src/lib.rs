@@ -26,4 +26,4 @@ pub mod sandbox;
 // pub mod serve; (enabled once api and sandbox land)
 pub mod store;
 pub mod units;
-// pub mod worker; (enabled once the sandbox lands)
+pub mod worker;
