@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use crate::error::Error;
 
-/// Raw imports, exactly as docs/guest-abi.md declares them. Pointers and
-/// lengths are `i32` in guest linear memory.
+/// Raw imports, exactly as docs/guest-abi.md §6 declares them (ABI version 1).
+/// Pointers and lengths are `i32` offsets and sizes in the guest's memory.
 #[cfg(target_arch = "wasm32")]
 mod ffi {
     #[link(wasm_import_module = "sluice")]
@@ -39,22 +39,73 @@ mod ffi {
 /// many publishes in one attempt), so they point at a bug in the handler or its
 /// limits. Converted with `?` into [`Error::Retry`]: the attempt fails, nothing
 /// already published in it is committed, and the message reaches the DLQ after
-/// its retries, to be replayed once the handler is fixed.
+/// its retries, to be replayed once the handler is fixed. A handler may also
+/// carry on after a refusal: the host stays usable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishError {
     code: i32,
 }
 
+/// Why the host refused a publish: the status codes of docs/guest-abi.md §6.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PublishErrorKind {
+    /// -1: the topic does not match `[a-z0-9][a-z0-9._-]{0,127}`.
+    InvalidTopic,
+    /// -2: the payload is longer than 1 MiB.
+    PayloadTooLarge,
+    /// -3: this attempt already buffered 100 messages, or 8 MiB of payloads.
+    OutboxFull,
+    /// -4: a pointer range outside memory (a bug in the SDK or the host).
+    BadPointer,
+    /// -5: the topic or ordering key is not UTF-8.
+    BadUtf8,
+    /// -6: the ordering key is longer than 256 bytes or contains NUL.
+    InvalidKey,
+    /// -7: the delay is negative.
+    InvalidDelay,
+    /// A status this SDK version does not know (from a newer host).
+    Unknown,
+}
+
 impl PublishError {
-    /// The negative status the host returned; see docs/guest-abi.md.
+    /// The negative status the host returned.
     pub fn code(&self) -> i32 {
         self.code
+    }
+
+    /// The reason, by status code.
+    pub fn kind(&self) -> PublishErrorKind {
+        match self.code {
+            -1 => PublishErrorKind::InvalidTopic,
+            -2 => PublishErrorKind::PayloadTooLarge,
+            -3 => PublishErrorKind::OutboxFull,
+            -4 => PublishErrorKind::BadPointer,
+            -5 => PublishErrorKind::BadUtf8,
+            -6 => PublishErrorKind::InvalidKey,
+            -7 => PublishErrorKind::InvalidDelay,
+            _ => PublishErrorKind::Unknown,
+        }
     }
 }
 
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "publish refused by the host (status {})", self.code)
+        let why = match self.kind() {
+            PublishErrorKind::InvalidTopic => "invalid topic name",
+            PublishErrorKind::PayloadTooLarge => "payload larger than 1 MiB",
+            PublishErrorKind::OutboxFull => "outbox full (100 messages or 8 MiB per attempt)",
+            PublishErrorKind::BadPointer => "bad pointer",
+            PublishErrorKind::BadUtf8 => "topic or key is not UTF-8",
+            PublishErrorKind::InvalidKey => "invalid ordering key (over 256 bytes or NUL)",
+            PublishErrorKind::InvalidDelay => "negative delay",
+            PublishErrorKind::Unknown => "unknown reason",
+        };
+        write!(
+            f,
+            "publish refused by the host: {why} (status {})",
+            self.code
+        )
     }
 }
 
@@ -188,7 +239,9 @@ pub enum Level {
 
 /// Writes a structured log line through the host, tagged by the host with the
 /// message, handler and attempt. Unlike stderr, it arrives as a log record with
-/// a level rather than as captured text.
+/// a level rather than as captured text, and, like stderr, it is kept whatever
+/// the attempt's outcome. The host keeps at most 1,000 lines and 64 KiB per
+/// attempt and drops the rest (marking the log truncated).
 pub fn log(level: Level, msg: &str) {
     raw_log(level, msg);
 }

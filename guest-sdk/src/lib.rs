@@ -13,6 +13,9 @@
 //! | `Err(Error::Reject(_))` | 65 ([`EXIT_REJECT`]) | dead-letters at once, no retry |
 //! | a panic | trap (`unreachable`) | retries, like `Retry` |
 //!
+//! The exact contract with the host (ABI version 1) is docs/guest-abi.md; the
+//! user guide, with the other languages, is docs/guest-sdk.md.
+//!
 //! Either error's reason is written to stderr, the attempt's log.
 //! A delivery runs *at least once*: a crash or timeout after your side effect
 //! but before the acknowledgement is durable runs it again, so make side effects
@@ -79,7 +82,7 @@ pub mod testing;
 use std::io::Write;
 
 pub use error::{EXIT_OK, EXIT_REJECT, EXIT_RETRY, Error, Result, ResultExt};
-pub use host::{Level, Publish, PublishError, log, publish};
+pub use host::{Level, Publish, PublishError, PublishErrorKind, log, publish};
 pub use message::{Message, env};
 
 /// Runs `handler` on this attempt's message and exits with the status its
@@ -153,6 +156,12 @@ mod tests {
         let err = publish("email", "a").send().unwrap_err();
         testing::fail_publishes(None);
         assert_eq!(err.code(), -2);
+        assert_eq!(err.kind(), PublishErrorKind::PayloadTooLarge);
+        assert!(err.to_string().contains("larger than 1 MiB"));
+        testing::fail_publishes(Some(-99));
+        let unknown = publish("email", "a").send().unwrap_err();
+        testing::fail_publishes(None);
+        assert_eq!(unknown.kind(), PublishErrorKind::Unknown);
         assert!(!Error::from(err).is_reject());
         assert!(testing::take_published().is_empty());
     }
