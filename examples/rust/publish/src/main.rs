@@ -12,6 +12,7 @@
 //! the same derived idempotency keys, so downstream sees each once.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sluice_guest::{Error, Message, Result};
 
 /// An order id: text, or a non-negative integer (used as text).
@@ -32,11 +33,12 @@ impl OrderId {
 }
 
 #[derive(Deserialize)]
-struct Order {
+struct Order<'a> {
     order_id: OrderId,
     email: String,
-    /// Kept as written (integer or decimal) so it is passed on unchanged.
-    total: serde_json::Number,
+    /// Kept exactly as written (`12.50` stays `12.50`), checked to be a number.
+    #[serde(borrow)]
+    total: &'a RawValue,
 }
 
 #[derive(Serialize)]
@@ -49,11 +51,14 @@ struct EmailRequest<'a> {
 struct OrderPlaced<'a> {
     event: &'static str,
     order_id: &'a str,
-    total: &'a serde_json::Number,
+    total: &'a RawValue,
 }
 
 fn handle(msg: &Message) -> Result {
-    let order: Order = msg.json()?;
+    let order: Order<'_> = msg.json()?;
+    if !order.total.get().starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Err(Error::reject("total is not a number"));
+    }
     let order_id = order.order_id.into_text();
     if order_id.is_empty() {
         return Err(Error::reject("order_id is empty"));
@@ -69,7 +74,7 @@ fn handle(msg: &Message) -> Result {
         .json(&OrderPlaced {
             event: "order_placed",
             order_id: &order_id,
-            total: &order.total,
+            total: order.total,
         })?
         .key(&order_id)
         .send()?;
@@ -112,13 +117,13 @@ mod tests {
 
     #[test]
     fn numeric_order_ids_become_text_keys_and_totals_pass_unchanged() {
-        let order = r#"{"order_id":17,"email":"b@example.com","total":10}"#;
+        let order = r#"{"order_id":17,"email":"b@example.com","total":10.50}"#;
         assert_eq!(handle(&Message::new("orders", order)), Ok(()));
         let sent = testing::take_published();
         assert_eq!(sent[0].ordering_key.as_deref(), Some("17"));
         assert_eq!(
             sent[1].text(),
-            r#"{"event":"order_placed","order_id":"17","total":10}"#
+            r#"{"event":"order_placed","order_id":"17","total":10.50}"#
         );
     }
 
@@ -129,6 +134,7 @@ mod tests {
             r#"{"email":"a@example.com","total":1}"#,
             r#"{"order_id":"A","email":7,"total":1}"#,
             r#"{"order_id":"A","email":"a@example.com","total":"1"}"#,
+            r#"{"order_id":"A","email":"a@example.com","total":[1]}"#,
             r#"{"order_id":"","email":"a@example.com","total":1}"#,
         ] {
             let err = handle(&Message::new("orders", bad)).unwrap_err();

@@ -2,13 +2,13 @@
 //! rejects anything else with exit status 65, which sends it straight to the
 //! dead-letter queue with no retry: a malformed message never gets better.
 
-use serde::de::IgnoredAny;
 use sluice_guest::{Message, Result};
 
 fn handle(msg: &Message) -> Result {
-    // `IgnoredAny` checks the syntax of the whole document without building it;
+    // Parsing into a `Value` checks everything `IgnoredAny` would skip: UTF-8
+    // inside strings, and nesting deeper than serde_json's limit of 128.
     // `json` turns a parse error into `Error::Reject`.
-    let IgnoredAny = msg.json()?;
+    let _: serde_json::Value = msg.json()?;
     println!("valid: {} bytes of JSON", msg.payload().len());
     Ok(())
 }
@@ -37,5 +37,9 @@ mod tests {
         for bad in ["", "{", r#"{"a":}"#, "[1,]", "nul", "{} {}", "\u{feff}{}"] {
             assert_eq!(exit(bad), 65, "{bad:?}");
         }
+        let not_utf8 = Message::new("t", b"\"\xff\"".to_vec());
+        assert!(handle(&not_utf8).unwrap_err().is_reject());
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(exit(&deep), 65);
     }
 }
