@@ -73,7 +73,8 @@ build_zig() {
             --cache-dir "$REPO/target/zig-cache" \
             --global-cache-dir "$REPO/target/zig-cache/global" \
             --name "$name" -femit-bin="$OUT/zig/$name.wasm" \
-            --dep sluice -Mroot="$dir/main.zig" -Msluice="$REPO/guest-sdk/zig/sluice.zig"
+            --dep sluice --dep json -Mroot="$dir/main.zig" \
+            -Msluice="$REPO/guest-sdk/zig/sluice.zig" -Mjson="$REPO/examples/zig/json.zig"
         built+=("$OUT/zig/$name.wasm")
     done
 }
