@@ -21,6 +21,16 @@ LANGS=("$@")
 
 built=()
 
+# True if `out` exists and no file under the given inputs (nor this script) is
+# newer: the C, Zig and AssemblyScript compilers have no incremental mode of
+# their own that is as quick (asc takes seconds per module).
+up_to_date() {
+    local out="$1"
+    shift
+    [ -f "$out" ] || return 1
+    [ -z "$(find "$@" "${BASH_SOURCE[0]}" -newer "$out" -type f -print -quit 2>/dev/null)" ]
+}
+
 # Handlers are small: optimise for size and fast instantiation, and leave out
 # DWARF (the name section stays, so traps still show function names). Set
 # through the environment so the workspace's release profile stays as it is.
@@ -53,11 +63,13 @@ build_c() {
     mkdir -p "$OUT/c"
     for dir in "$REPO"/examples/c/*/; do
         name="$(basename "$dir")"
+        built+=("$OUT/c/$name.wasm")
+        up_to_date "$OUT/c/$name.wasm" "$dir" "$REPO/guest-sdk/c" "$REPO/examples/c/json_scan.h" \
+            "$REPO/.tools/zig/.sluice-version" && continue
         echo "build-examples: zig cc examples/c/$name"
         zig cc --target=wasm32-wasi -O2 -s -Wall -Wextra -Werror \
             -I "$REPO/guest-sdk/c" -I "$REPO/examples/c" \
             -o "$OUT/c/$name.wasm" "$dir"*.c
-        built+=("$OUT/c/$name.wasm")
     done
 }
 
@@ -68,6 +80,9 @@ build_zig() {
     mkdir -p "$OUT/zig" "$REPO/target/zig-cache"
     for dir in "$REPO"/examples/zig/*/; do
         name="$(basename "$dir")"
+        built+=("$OUT/zig/$name.wasm")
+        up_to_date "$OUT/zig/$name.wasm" "$dir" "$REPO/guest-sdk/zig" "$REPO/examples/zig/json.zig" \
+            "$REPO/.tools/zig/.sluice-version" && continue
         echo "build-examples: zig build-exe examples/zig/$name"
         zig build-exe -target wasm32-wasi -O ReleaseSmall -fstrip \
             --cache-dir "$REPO/target/zig-cache" \
@@ -75,7 +90,6 @@ build_zig() {
             --name "$name" -femit-bin="$OUT/zig/$name.wasm" \
             --dep sluice --dep json -Mroot="$dir/main.zig" \
             -Msluice="$REPO/guest-sdk/zig/sluice.zig" -Mjson="$REPO/examples/zig/json.zig"
-        built+=("$OUT/zig/$name.wasm")
     done
 }
 
@@ -87,10 +101,12 @@ build_as() {
         name="$(basename "$dir")"
         [ "$name" = node_modules ] && continue
         [ -f "$dir/asconfig.json" ] || continue
+        built+=("$OUT/assemblyscript/$name.wasm")
+        up_to_date "$OUT/assemblyscript/$name.wasm" "$dir" "$base/lib" \
+            "$REPO/guest-sdk/assemblyscript" "$base/package-lock.json" && continue
         echo "build-examples: asc examples/assemblyscript/$name"
         (cd "$dir" && "$base/node_modules/.bin/asc" index.ts --config asconfig.json \
             --target release -o "$OUT/assemblyscript/$name.wasm")
-        built+=("$OUT/assemblyscript/$name.wasm")
     done
 }
 
