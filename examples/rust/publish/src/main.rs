@@ -58,7 +58,11 @@ struct OrderPlaced<'a> {
 
 fn handle(msg: &Message) -> Result {
     let order: Order<'_> = msg.json()?;
-    if !order.total.get().starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+    if !order
+        .total
+        .get()
+        .starts_with(|c: char| c == '-' || c.is_ascii_digit())
+    {
         return Err(Error::reject("total is not a number"));
     }
     let order_id = order.order_id.into_text();
