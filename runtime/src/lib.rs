@@ -4,6 +4,10 @@
 //! with timeouts, retries with backoff, idempotency keys and a dead-letter queue.
 //!
 //! # Module map
+//! - [`api`]: the HTTP API (axum): routes, JSON documents, the one mapping of
+//!   errors to statuses, bearer-token auth.
+//! - [`cli`]: the `sluice` command line: clap definitions, the HTTP client,
+//!   human and JSON rendering, and `sluice run`.
 //! - [`clock`]: injected time ([`clock::Clock`]), so tests never sleep.
 //! - [`metrics`]: counters behind `/metrics`.
 //! - [`names`]: the rules for topic and handler names and keys.
@@ -16,6 +20,8 @@
 //!   embedded backend.
 //! - [`units`]: durations and sizes as users type them.
 
+pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod metrics;
 pub mod names;
