@@ -19,6 +19,7 @@
 //! - [`store`]: the durable queue behind a trait of queue verbs; sled is the
 //!   embedded backend.
 //! - [`units`]: durations and sizes as users type them.
+//! - [`worker`]: the runner: producer, executor, completer, maintenance.
 
 pub mod api;
 pub mod cli;
@@ -28,6 +29,7 @@ pub mod names;
 pub mod outcome;
 pub mod policy;
 pub mod sandbox;
-pub mod serve;
+// pub mod serve; (enabled once api and sandbox land)
 pub mod store;
 pub mod units;
+pub mod worker;
