@@ -48,7 +48,6 @@ mod prometheus;
 mod registry;
 
 pub use error::ApiError;
-pub use registry::sandbox_limits;
 
 /// Largest module accepted at registration: 64 MiB.
 pub const MAX_MODULE_BYTES: usize = 64 << 20;

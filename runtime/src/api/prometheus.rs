@@ -2,14 +2,14 @@
 //! exposition format (0.0.4).
 //!
 //! Gauges come from [`Stats`] (read at scrape time); counters and the attempt
-//! duration histogram from [`Metrics`]. The histogram is stored per bucket and
-//! exposed cumulatively, as the format requires.
+//! duration and end-to-end histograms from [`Metrics`]. Histograms are stored
+//! per bucket and exposed cumulatively, as the format requires.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use crate::clock::Timestamp;
-use crate::metrics::{DURATION_BUCKETS, Metrics};
+use crate::metrics::{HandlerMetrics, Histogram, Metrics};
 use crate::outcome::Outcome;
 use crate::store::{DeliveryState, Stats};
 
@@ -130,40 +130,28 @@ pub(super) fn render(stats: &Stats, metrics: &Metrics, now: Timestamp) -> String
             );
         }
     }
-    out.family(
-        "sluice_attempt_duration_seconds",
-        "histogram",
-        "Attempt wall-clock duration.",
-    );
-    for (handler, m) in &handlers {
-        let mut cumulative = 0;
-        for (i, count) in m.duration_buckets.iter().enumerate() {
-            cumulative += count;
-            let le = DURATION_BUCKETS
-                .get(i)
-                .map_or("+Inf".to_string(), |b| b.to_string());
-            out.sample(
-                "sluice_attempt_duration_seconds_bucket",
-                &[("handler", handler), ("le", &le)],
-                cumulative as f64,
-            );
+    for (name, help, pick) in [
+        (
+            "sluice_attempt_duration_seconds",
+            "Attempt wall-clock duration.",
+            (|m| &m.duration) as fn(&HandlerMetrics) -> &Histogram,
+        ),
+        (
+            "sluice_end_to_end_seconds",
+            "From enqueue to a durable completion, for deliveries that succeeded.",
+            |m| &m.end_to_end,
+        ),
+    ] {
+        out.family(name, "histogram", help);
+        for (handler, m) in &handlers {
+            out.histogram(name, handler, pick(m));
         }
-        out.sample(
-            "sluice_attempt_duration_seconds_sum",
-            &[("handler", handler)],
-            m.duration_sum,
-        );
-        out.sample(
-            "sluice_attempt_duration_seconds_count",
-            &[("handler", handler)],
-            cumulative as f64,
-        );
     }
     for (name, help, get) in [
         (
             "sluice_deliveries_completed_total",
             "Deliveries completed successfully.",
-            (|m| m.completed) as fn(&crate::metrics::HandlerMetrics) -> u64,
+            (|m| m.completed) as fn(&HandlerMetrics) -> u64,
         ),
         (
             "sluice_deliveries_dead_lettered_total",
@@ -192,6 +180,29 @@ struct Exposition {
 impl Exposition {
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// A histogram's series: cumulative `_bucket`s (ending with `+Inf`), `_sum`, `_count`.
+    fn histogram(&mut self, name: &str, handler: &str, h: &Histogram) {
+        let mut cumulative = 0;
+        for (i, count) in h.counts.iter().enumerate() {
+            cumulative += count;
+            let le = h
+                .bounds
+                .get(i)
+                .map_or("+Inf".to_string(), |b| b.to_string());
+            self.sample(
+                &format!("{name}_bucket"),
+                &[("handler", handler), ("le", &le)],
+                cumulative as f64,
+            );
+        }
+        self.sample(&format!("{name}_sum"), &[("handler", handler)], h.sum);
+        self.sample(
+            &format!("{name}_count"),
+            &[("handler", handler)],
+            cumulative as f64,
+        );
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {

@@ -17,17 +17,8 @@ use super::dto::{CountView, HandlerView, HandlersView, RegisterRequest, RemovedV
 use super::{ApiError, ApiState, MAX_MODULE_BYTES, POLICY_HEADER, body, json, query};
 use crate::names::{validate_handler, validate_topic};
 use crate::policy::HandlerPolicy;
-use crate::sandbox::Limits;
 use crate::store::HandlerSpec;
-
-/// The sandbox limits a handler's attempts run under.
-pub fn sandbox_limits(policy: &HandlerPolicy) -> Limits {
-    Limits {
-        timeout: policy.timeout(),
-        memory_bytes: policy.memory_bytes,
-        fuel: policy.fuel,
-    }
-}
+use crate::worker::executor::limits as sandbox_limits;
 
 /// Query of `PUT /v1/handlers/{name}`.
 #[derive(Debug, Deserialize)]
