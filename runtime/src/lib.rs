@@ -29,7 +29,7 @@ pub mod names;
 pub mod outcome;
 pub mod policy;
 pub mod sandbox;
-// pub mod serve; (enabled once api and sandbox land)
+pub mod serve;
 pub mod store;
 pub mod units;
 pub mod worker;

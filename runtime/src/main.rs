@@ -10,7 +10,7 @@ use sluice::cli::{Cli, Command};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => sluice::serve::run(args).await.map(|()| ExitCode::SUCCESS),
         command => sluice::cli::execute(command).await,
     };
     match result {
@@ -20,9 +20,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Placeholder until `sluice::serve::run` lands.
-async fn serve(_args: sluice::serve::ServeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`sluice serve` is not yet available in this build")
 }
