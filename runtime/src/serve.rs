@@ -59,7 +59,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = SledStore::open(&args.data_dir.join("queue"), StoreConfig::default(), clock.clone())
+    let store_config = StoreConfig::default();
+    let max_payload_bytes = store_config.max_payload_bytes;
+    let store = SledStore::open(&args.data_dir.join("queue"), store_config, clock.clone())
         .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(store);
     let sandbox = Sandbox::new(SandboxConfig {
@@ -81,6 +83,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         sandbox,
         metrics,
         token: args.token.clone().filter(|t| !t.is_empty()),
+        max_payload_bytes,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
