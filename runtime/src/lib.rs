@@ -5,17 +5,23 @@
 //!
 //! # Module map
 //! - [`clock`]: injected time ([`clock::Clock`]), so tests never sleep.
+//! - [`metrics`]: counters behind `/metrics`.
 //! - [`names`]: the rules for topic and handler names and keys.
 //! - [`outcome`]: the closed set of ways an attempt ends.
 //! - [`policy`]: a handler's limits, retries and backoff.
 //! - [`sandbox`]: narrows wasmtime for the rest of the code: validation, limits,
 //!   the guest ABI. Knows nothing of queues.
+//! - [`serve`]: `sluice serve`, wiring everything into one process.
 //! - [`store`]: the durable queue behind a trait of queue verbs; sled is the
 //!   embedded backend.
+//! - [`units`]: durations and sizes as users type them.
 
 pub mod clock;
+pub mod metrics;
 pub mod names;
 pub mod outcome;
 pub mod policy;
 pub mod sandbox;
+pub mod serve;
 pub mod store;
+pub mod units;
