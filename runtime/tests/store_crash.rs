@@ -78,13 +78,17 @@ fn child_process_entry() {
             }
             Err(e) => panic!("handler: {e}"),
         }
-        ack("READY\n".into());
+        ack("\nREADY\n".into());
         let mut tasks = Vec::new();
         for p in 0..PRODUCERS {
             let store = Arc::clone(&store);
             tasks.push(tokio::spawn(async move {
                 for i in 0u64.. {
-                    let n = if (p + i as usize) % 4 == 0 { 8 } else { 1 };
+                    let n = if (p + i as usize).is_multiple_of(4) {
+                        8
+                    } else {
+                        1
+                    };
                     let batch = (0..n)
                         .map(|j| NewMessage {
                             topic: "t".into(),
@@ -133,6 +137,16 @@ fn child_process_entry() {
             t.await.expect("task");
         }
     });
+}
+
+/// Kills the child if the parent panics, so no orphan keeps loading the machine.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Lines the child acknowledged before it died; a last line cut by the kill is
@@ -208,19 +222,21 @@ fn acknowledged_work_survives_sigkill() {
     let mut all_completed = BTreeSet::new();
     let started = Instant::now();
     for round in 0..ROUNDS {
-        let mut child = Command::new(&exe)
-            .args([
-                "child_process_entry",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn child");
-        let stdout = child.stdout.take().expect("child stdout");
+        let mut child = KillOnDrop(
+            Command::new(&exe)
+                .args([
+                    "child_process_entry",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn child"),
+        );
+        let stdout = child.0.stdout.take().expect("child stdout");
         let (ready_tx, ready_rx) = mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut r = BufReader::new(stdout);
@@ -231,7 +247,8 @@ fn acknowledged_work_survives_sigkill() {
                 match r.read_line(&mut line) {
                     Ok(0) | Err(_) => return lines,
                     Ok(_) => {
-                        if line == "READY\n" {
+                        // libtest prints "test child_process_entry ... " first.
+                        if line.ends_with("READY\n") {
                             if let Some(tx) = ready.take() {
                                 let _ = tx.send(());
                             }
@@ -241,13 +258,19 @@ fn acknowledged_work_survives_sigkill() {
                 }
             }
         });
-        ready_rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("round {round}: child never opened the store"));
-        // The crash moment: anywhere from just after open to two seconds of load.
-        std::thread::sleep(Duration::from_millis(rng.random_range(20..2_000)));
-        child.kill().expect("SIGKILL");
-        let status = child.wait().expect("reap child");
+        if round % 5 == 4 {
+            // Every fifth kill lands anywhere from spawn on, possibly while the
+            // child is still opening the store and releasing the last leases.
+            std::thread::sleep(Duration::from_millis(rng.random_range(0..400)));
+        } else {
+            ready_rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("round {round}: child never opened the store"));
+            // The crash moment: anywhere from just after open to 2.5 s of load.
+            std::thread::sleep(Duration::from_millis(rng.random_range(20..2_500)));
+        }
+        child.0.kill().expect("SIGKILL");
+        let status = child.0.wait().expect("reap child");
         assert!(
             !status.success(),
             "round {round}: child ended by itself: {status}"

@@ -392,7 +392,7 @@ impl World {
 
     async fn check_all(&self, ctx: &str) {
         self.check_counts(ctx).await;
-        for (mid, _) in &self.model.msgs {
+        for mid in self.model.msgs.keys() {
             let st = self.s().message(*mid).await.expect("message");
             let got: BTreeSet<_> = st.deliveries.iter().map(|d| d.id).collect();
             let want: BTreeSet<_> = self
@@ -412,10 +412,10 @@ impl World {
                 assert_eq!(g.state, d.st.public(), "{ctx}: state of {} ({d:?})", g.id);
                 match d.st {
                     St::Scheduled(t) | St::Retrying(t) => {
-                        assert_eq!(g.next_at, Some(t), "{ctx}: next_at of {}", g.id)
+                        assert_eq!(g.next_at, Some(t), "{ctx}: next_at of {}", g.id);
                     }
                     St::Leased(t) => {
-                        assert_eq!(g.lease_expires_at, Some(t), "{ctx}: lease of {}", g.id)
+                        assert_eq!(g.lease_expires_at, Some(t), "{ctx}: lease of {}", g.id);
                     }
                     _ => {}
                 }
