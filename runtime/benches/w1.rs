@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn payload(i: u64) -> String {
@@ -48,21 +51,35 @@ impl Drop for Server {
 impl Server {
     fn start() -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
             .arg(dir.path())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start sluice serve");
-        Server { child, base: format!("http://127.0.0.1:{port}"), _dir: dir }
+        Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
     }
 
     /// Peak resident set size of the server, MiB.
     fn peak_rss_mb(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with("VmHWM:"))
@@ -79,7 +96,14 @@ async fn check(resp: reqwest::Response) -> Value {
     serde_json::from_str(&body).unwrap_or(Value::Null)
 }
 
-async fn register(c: &reqwest::Client, base: &str, name: &str, topic: &str, wasm: &[u8], concurrency: u64) {
+async fn register(
+    c: &reqwest::Client,
+    base: &str,
+    name: &str,
+    topic: &str,
+    wasm: &[u8],
+    concurrency: u64,
+) {
     let policy = json!({ "concurrency": concurrency, "timeout_ms": 10_000 }).to_string();
     check(
         c.put(format!("{base}/v1/handlers/{name}?topic={topic}"))
@@ -94,7 +118,13 @@ async fn register(c: &reqwest::Client, base: &str, name: &str, topic: &str, wasm
 
 async fn set_paused(c: &reqwest::Client, base: &str, name: &str, paused: bool) {
     let verb = if paused { "pause" } else { "resume" };
-    check(c.post(format!("{base}/v1/handlers/{name}/{verb}")).send().await.unwrap()).await;
+    check(
+        c.post(format!("{base}/v1/handlers/{name}/{verb}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
 }
 
 /// Enqueues `n` messages one per request from `clients` concurrent clients.
@@ -103,7 +133,11 @@ async fn enqueue_single(c: &reqwest::Client, base: &str, topic: &str, n: u64, cl
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (c, next, url) = (c.clone(), next.clone(), format!("{base}/v1/topics/{topic}/messages"));
+        let (c, next, url) = (
+            c.clone(),
+            next.clone(),
+            format!("{base}/v1/topics/{topic}/messages"),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as u64;
@@ -126,7 +160,9 @@ async fn enqueue_batches(c: &reqwest::Client, base: &str, topic: &str, n: u64, b
     let bodies: Vec<String> = (0..n)
         .step_by(batch as usize)
         .map(|from| {
-            let items: Vec<Value> = (from..(from + batch).min(n)).map(|i| json!({ "payload": payload(i) })).collect();
+            let items: Vec<Value> = (from..(from + batch).min(n))
+                .map(|i| json!({ "payload": payload(i) }))
+                .collect();
             Value::Array(items).to_string()
         })
         .collect();
@@ -141,7 +177,13 @@ async fn enqueue_batches(c: &reqwest::Client, base: &str, topic: &str, n: u64, b
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(i) else { break };
-                let r = c.post(&url).header("content-type", "application/json").body(body.clone()).send().await.unwrap();
+                let r = c
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status(), 202, "{}", r.text().await.unwrap_or_default());
             }
         }));
@@ -163,12 +205,30 @@ async fn succeeded(c: &reqwest::Client, base: &str, handler: &str) -> u64 {
 
 /// p50 and p99 (ms) of the handler's end-to-end histogram, from `/metrics`.
 async fn latency_quantiles(c: &reqwest::Client, base: &str, handler: &str) -> (f64, f64) {
-    let text = c.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let mut buckets: Vec<(f64, f64)> = Vec::new();
     let prefix = "sluice_end_to_end_seconds_bucket{";
-    for line in text.lines().filter(|l| l.starts_with(prefix) && l.contains(&format!("handler=\"{handler}\""))) {
-        let le = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("+Inf");
-        let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(&format!("handler=\"{handler}\"")))
+    {
+        let le = line
+            .split("le=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("+Inf");
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap()
+        };
         let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
         buckets.push((le, count));
     }
@@ -195,12 +255,20 @@ async fn run() {
     let concurrency = env_num("W1_CONCURRENCY", 64);
     let rate = env_num("W1_RATE", 500);
     let seconds = env_num("W1_SECONDS", 10);
-    let wasm_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/examples/rust/w1.wasm");
-    let wasm = std::fs::read(&wasm_path)
-        .unwrap_or_else(|e| panic!("{}: {e} (build it with scripts/build-examples.sh rust)", wasm_path.display()));
+    let wasm_path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/examples/rust/w1.wasm");
+    let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (build it with scripts/build-examples.sh rust)",
+            wasm_path.display()
+        )
+    });
     let server = Server::start();
     let base = server.base.clone();
-    let c = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let c = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
     for _ in 0..200 {
         if c.get(format!("{base}/healthz")).send().await.is_ok() {
             break;
@@ -248,7 +316,11 @@ async fn run() {
     let rss = server.peak_rss_mb();
     let settings = format!(
         "n={n} handler_concurrency={concurrency} pool=256 group_commit=flusher-thread batch=500 clients=16 rate={rate}/s for {seconds}s profile={}",
-        if cfg!(debug_assertions) { "dev(deps O3)" } else { "release" }
+        if cfg!(debug_assertions) {
+            "dev(deps O3)"
+        } else {
+            "release"
+        }
     );
     println!(
         "SYSTEM=sluice enqueue_single_jps={single16:.0} enqueue_batch_jps={batch:.0} drain_jps={drain:.0} p50_ms={p50:.2} p99_ms={p99:.2} rss_mb={rss:.0} settings=\"{settings}\""

@@ -1063,7 +1063,9 @@ impl Inner {
         Txn::new(&self.tree).delivery(id)
     }
 
-    /// Dead deliveries matching `filter`, in DLQ order, starting after `after`.
+    /// Dead deliveries matching `filter`, oldest death first (ties by handler,
+    /// then id), starting after `after`. Reads at most `limit` matches per
+    /// handler, then merges.
     fn dead_matching(
         &self,
         filter: &DeadFilter,
@@ -1080,44 +1082,39 @@ impl Inner {
                 .cloned()
                 .collect(),
         };
-        let start = match after {
+        // The cursor's position in the global order (dead at, handler, id).
+        let cursor = match after {
             Some(id) => {
                 let rec = self.read_delivery(id)?;
-                let key = Key::new(keys::DEAD)
-                    .name(&rec.handler)
-                    .time(rec.dead_at.unwrap_or(Timestamp(0)))
-                    .id(id)
-                    .build();
-                Some((rec.handler, key))
+                Some((rec.dead_at.unwrap_or(Timestamp(0)), rec.handler, id))
             }
             None => None,
         };
-        let mut out = Vec::new();
+        let since = filter.since.unwrap_or(Timestamp(0));
+        let mut found: Vec<(Timestamp, String, DeliveryRec)> = Vec::new();
         for h in handlers {
-            if start.as_ref().is_some_and(|(sh, _)| &h < sh) {
-                continue;
-            }
             let prefix = Key::new(keys::DEAD).name(&h).build();
-            let lo = match &start {
-                Some((sh, key)) if *sh == h => {
-                    let mut k = key.clone();
-                    k.push(0);
-                    k
+            let lo = match &cursor {
+                Some((at, ch, id)) if *at >= since => {
+                    if &h < ch {
+                        Key::new(keys::DEAD).name(&h).u64(at.0 + 1).build()
+                    } else if &h == ch {
+                        let mut k = Key::new(keys::DEAD).name(&h).time(*at).id(*id).build();
+                        k.push(0);
+                        k
+                    } else {
+                        Key::new(keys::DEAD).name(&h).time(*at).build()
+                    }
                 }
-                _ => Key::new(keys::DEAD)
-                    .name(&h)
-                    .time(filter.since.unwrap_or(Timestamp(0)))
-                    .build(),
+                _ => Key::new(keys::DEAD).name(&h).time(since).build(),
             };
+            let mut taken = 0;
             for kv in self.tree.range(lo..) {
                 let (k, _) = kv.map_err(sled_error)?;
-                if !k.starts_with(&prefix) {
+                if !k.starts_with(&prefix) || taken >= limit {
                     break;
                 }
                 let at = Timestamp(u64_at(&k, prefix.len()).ok_or_else(|| corrupt("dead key"))?);
-                if filter.since.is_some_and(|s| at < s) {
-                    continue;
-                }
                 if filter.until.is_some_and(|u| at >= u) {
                     break;
                 }
@@ -1143,13 +1140,12 @@ impl Inner {
                         continue;
                     }
                 }
-                out.push(rec);
-                if out.len() >= limit {
-                    return Ok(out);
-                }
+                found.push((at, h.clone(), rec));
+                taken += 1;
             }
         }
-        Ok(out)
+        found.sort_by(|a, b| (a.0, &a.1, a.2.id).cmp(&(b.0, &b.1, b.2.id)));
+        Ok(found.into_iter().take(limit).map(|(_, _, r)| r).collect())
     }
 }
 

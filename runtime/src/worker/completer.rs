@@ -15,12 +15,23 @@ pub async fn settle(ctx: &Context, handler: &HandlerRecord, leased: Leased, done
     let Done { report, outbox } = done;
     let kind = report.outcome.kind();
     let duration = std::time::Duration::from_millis(report.duration_ms);
-    ctx.metrics.attempt(&leased.handler, kind, leased.attempt, duration);
+    ctx.metrics
+        .attempt(&leased.handler, kind, leased.attempt, duration);
     let (result, completed, dead) = match &report.outcome {
-        Outcome::Ok => (ctx.store.complete(&leased.lease, report, outbox).await, true, false),
+        Outcome::Ok => (
+            ctx.store.complete(&leased.lease, report, outbox).await,
+            true,
+            false,
+        ),
         Outcome::Rejected => {
-            let disposition = Disposition::Dead { reason: "rejected by the handler (exit 65)".into() };
-            (ctx.store.fail(&leased.lease, report, disposition).await, false, true)
+            let disposition = Disposition::Dead {
+                reason: "rejected by the handler (exit 65)".into(),
+            };
+            (
+                ctx.store.fail(&leased.lease, report, disposition).await,
+                false,
+                true,
+            )
         }
         outcome => {
             let summary = outcome.summary();
@@ -32,13 +43,20 @@ pub async fn settle(ctx: &Context, handler: &HandlerRecord, leased: Leased, done
             );
             let dead = matches!(disposition, Disposition::Dead { .. });
             tracing::info!(outcome = %summary, ?disposition, "attempt failed");
-            (ctx.store.fail(&leased.lease, report, disposition).await, false, dead)
+            (
+                ctx.store.fail(&leased.lease, report, disposition).await,
+                false,
+                dead,
+            )
         }
     };
     match result {
         Ok(()) => {
             let latency = completed.then(|| {
-                let micros = ctx.clock.now_micros().saturating_sub(leased.message.enqueued_at_micros);
+                let micros = ctx
+                    .clock
+                    .now_micros()
+                    .saturating_sub(leased.message.enqueued_at_micros);
                 std::time::Duration::from_micros(micros)
             });
             ctx.metrics.settled(&leased.handler, latency, dead);

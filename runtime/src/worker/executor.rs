@@ -60,7 +60,12 @@ async fn run(ctx: &Context, handler: &HandlerRecord, leased: &Leased) -> Done {
             max_attempts: leased.max_attempts,
             enqueued_at: m.enqueued_at.to_rfc3339(),
         },
-        env: handler.policy.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        env: handler
+            .policy
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         limits: limits(&handler.policy),
     };
     match ctx.sandbox.invoke(&module, invocation).await {
@@ -104,7 +109,9 @@ fn host_failure(handler: &HandlerRecord, error: String, started: std::time::Inst
     tracing::error!(error = %error, "host failure running attempt");
     Done {
         report: AttemptReport {
-            outcome: Outcome::Interrupted { reason: format!("host error: {error}") },
+            outcome: Outcome::Interrupted {
+                reason: format!("host error: {error}"),
+            },
             duration_ms: started.elapsed().as_millis() as u64,
             module_sha256: handler.module_sha256.clone(),
             stdout: Bytes::new(),

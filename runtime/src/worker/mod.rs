@@ -84,10 +84,19 @@ impl Context {
     /// The compiled module for a handler's current version, loaded once per sha256.
     pub async fn module(&self, handler: &HandlerRecord) -> Result<Arc<LoadedModule>, ModuleError> {
         let sha = &handler.module_sha256;
-        if let Some(m) = self.modules.lock().unwrap_or_else(|p| p.into_inner()).get(sha) {
+        if let Some(m) = self
+            .modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sha)
+        {
             return Ok(m.clone());
         }
-        let bytes = self.store.module(sha).await.map_err(|e| ModuleError(e.to_string()))?;
+        let bytes = self
+            .store
+            .module(sha)
+            .await
+            .map_err(|e| ModuleError(e.to_string()))?;
         let limits = executor::limits(&handler.policy);
         let sandbox = self.sandbox.clone();
         let module = tokio::task::spawn_blocking(move || sandbox.load(&bytes, &limits))
@@ -142,7 +151,10 @@ impl Runner {
         tasks.spawn(maintenance::promote::run(ctx.clone()));
         tasks.spawn(maintenance::rescue::run(ctx.clone()));
         tasks.spawn(maintenance::prune::run(ctx.clone()));
-        Runner { ctx, tasks: Mutex::new(tasks) }
+        Runner {
+            ctx,
+            tasks: Mutex::new(tasks),
+        }
     }
 
     /// The shared context.
@@ -155,10 +167,8 @@ impl Runner {
     pub async fn shutdown(&self, grace: Duration) {
         self.ctx.stopping.send_replace(true);
         let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        let drained = tokio::time::timeout(grace, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
             tracing::warn!(grace = ?grace, "grace period over; abandoning attempts still running (released on next start)");
             tasks.abort_all();

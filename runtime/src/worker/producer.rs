@@ -35,7 +35,8 @@ pub async fn run(ctx: Arc<Context>, handler: String) -> String {
         // Mark the signal seen before leasing, so work that arrives during the
         // lease wakes the wait below.
         ready.borrow_and_update();
-        let free = (record.policy.concurrency as usize).saturating_sub(in_flight.load(Ordering::Acquire));
+        let free =
+            (record.policy.concurrency as usize).saturating_sub(in_flight.load(Ordering::Acquire));
         let mut full_batch = false;
         if free > 0 && !record.paused {
             match ctx.store.lease(&handler, free).await {
@@ -43,8 +44,12 @@ pub async fn run(ctx: Arc<Context>, handler: String) -> String {
                     full_batch = leased.len() == free;
                     for l in leased {
                         in_flight.fetch_add(1, Ordering::AcqRel);
-                        let (ctx, record, in_flight, slot_freed) =
-                            (ctx.clone(), record.clone(), in_flight.clone(), slot_freed.clone());
+                        let (ctx, record, in_flight, slot_freed) = (
+                            ctx.clone(),
+                            record.clone(),
+                            in_flight.clone(),
+                            slot_freed.clone(),
+                        );
                         attempts.spawn(async move {
                             let done = executor::execute(&ctx, &record, &l).await;
                             completer::settle(&ctx, &record, l, done).await;

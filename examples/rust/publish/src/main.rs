@@ -87,7 +87,9 @@ fn handle(msg: &Message) -> Result {
     println!("published order {order_id} to email and analytics");
     if msg.attempt() == 1 && std::env::var_os("FAIL_FIRST_ATTEMPT").is_some() {
         // Demonstrates the outbox: what this attempt published is discarded.
-        return Err(Error::retry("failing after publishing, as FAIL_FIRST_ATTEMPT asks"));
+        return Err(Error::retry(
+            "failing after publishing, as FAIL_FIRST_ATTEMPT asks",
+        ));
     }
     Ok(())
 }

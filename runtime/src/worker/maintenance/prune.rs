@@ -21,9 +21,7 @@ pub async fn run(ctx: Arc<Context>) {
             }
         }
         match ctx.store.prune(BATCH).await {
-            Ok(r) => {
-                r.messages + r.dead + r.idempotency_keys >= BATCH as u64
-            }
+            Ok(r) => r.messages + r.dead + r.idempotency_keys >= BATCH as u64,
             Err(e) => {
                 tracing::error!(error = %e, "prune failed");
                 false
