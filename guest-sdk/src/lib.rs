@@ -69,7 +69,7 @@
 //!
 //! # Features
 //!
-//! - `serde`: [`Message::json`] and [`Publish::json`] through `serde_json`.
+//! - `serde`: `Message::json` and `Publish::json` through `serde_json`.
 //!
 //! [sluice]: https://example.invalid/sluice
 

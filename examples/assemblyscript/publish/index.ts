@@ -3,7 +3,7 @@
 // ({"event":"order_placed","order_id":..,"total":..}), both with the order id
 // as ordering key. Both are committed only if this attempt exits 0.
 import {
-  EXIT_OK, EXIT_REJECT, EXIT_RETRY, OK, publish, publishStatusText, readPayload,
+  EXIT_OK, EXIT_REJECT, EXIT_RETRY, Meta, OK, publish, publishStatusText, readPayload,
 } from "../../../guest-sdk/assemblyscript/sluice";
 import { Bytes, KIND_NUMBER, KIND_STRING, decodeString, encodeString, member, valid } from "../lib/json";
 
@@ -70,6 +70,12 @@ function main(): i32 {
   if (!send("analytics", placed.view(), key)) return EXIT_RETRY;
 
   process.stdout.write(`published order ${key} to email and analytics\n`);
+  // With FAIL_FIRST_ATTEMPT set, attempt 1 fails after publishing: the outbox
+  // discards what it published, and the retry publishes it again, once.
+  if (process.env.has("FAIL_FIRST_ATTEMPT") && Meta.read().attempt == 1) {
+    process.stderr.write("publish: failing after publishing, as FAIL_FIRST_ATTEMPT asks\n");
+    return EXIT_RETRY;
+  }
   return EXIT_OK;
 }
 

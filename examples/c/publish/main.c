@@ -79,5 +79,13 @@ int main(void) {
     if (send("analytics", body, n, id) != 0) return SLUICE_EXIT_RETRY;
 
     printf("published order %s to email and analytics\n", id);
+    /* With FAIL_FIRST_ATTEMPT set, attempt 1 fails after publishing: the outbox
+     * discards what it published, and the retry publishes it again, once. */
+    sluice_meta meta;
+    sluice_read_meta(&meta);
+    if (getenv("FAIL_FIRST_ATTEMPT") != NULL && meta.attempt == 1) {
+        fprintf(stderr, "publish: failing after publishing, as FAIL_FIRST_ATTEMPT asks\n");
+        return SLUICE_EXIT_RETRY;
+    }
     return SLUICE_EXIT_OK;
 }

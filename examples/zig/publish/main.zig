@@ -75,5 +75,13 @@ pub fn main() u8 {
 
     std.io.getStdOut().writer().print("published order {s} to email and analytics\n", .{id}) catch
         return sluice.exit_retry;
+    // With FAIL_FIRST_ATTEMPT set, attempt 1 fails after publishing: the outbox
+    // discards what it published, and the retry publishes it again, once.
+    const meta = sluice.Meta.read(a) catch return sluice.exit_retry;
+    const fail_first = std.process.hasEnvVar(a, "FAIL_FIRST_ATTEMPT") catch false;
+    if (fail_first and meta.attempt == 1) {
+        sluice.log(.warn, "failing after publishing, as FAIL_FIRST_ATTEMPT asks");
+        return sluice.exit_retry;
+    }
     return sluice.exit_ok;
 }

@@ -9,7 +9,9 @@
 //! An order that is not JSON, lacks a field or has one of the wrong type is
 //! rejected (exit 65). Both messages are committed only if the attempt
 //! acknowledges, and a retried attempt re-publishes the same two messages with
-//! the same derived idempotency keys, so downstream sees each once.
+//! the same derived idempotency keys, so downstream sees each once. With
+//! `FAIL_FIRST_ATTEMPT` set in the handler's environment, attempt 1 publishes
+//! and then fails (exit 75), to show exactly that.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -56,7 +58,11 @@ struct OrderPlaced<'a> {
 
 fn handle(msg: &Message) -> Result {
     let order: Order<'_> = msg.json()?;
-    if !order.total.get().starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+    if !order
+        .total
+        .get()
+        .starts_with(|c: char| c == '-' || c.is_ascii_digit())
+    {
         return Err(Error::reject("total is not a number"));
     }
     let order_id = order.order_id.into_text();
@@ -79,6 +85,10 @@ fn handle(msg: &Message) -> Result {
         .key(&order_id)
         .send()?;
     println!("published order {order_id} to email and analytics");
+    if msg.attempt() == 1 && std::env::var_os("FAIL_FIRST_ATTEMPT").is_some() {
+        // Demonstrates the outbox: what this attempt published is discarded.
+        return Err(Error::retry("failing after publishing, as FAIL_FIRST_ATTEMPT asks"));
+    }
     Ok(())
 }
 

@@ -1,0 +1,278 @@
+//! Throughput of the sled store, durable (every acknowledged call fsynced).
+//!
+//! A plain bench binary (`harness = false`) rather than criterion: the backlog
+//! prefill (1,000,000 deliveries by default) is built once and the figures are
+//! measured against it, which criterion's per-benchmark setup does not suit, and
+//! each figure is a throughput over a few seconds of real fsyncs, not a per-call
+//! latency distribution.
+//!
+//! Run: `cargo bench -p sluice --bench store --profile dev`
+//! (`SLUICE_BENCH_BACKLOG=100000` for a smaller backlog, `SLUICE_BENCH_SECS` to
+//! change the length of each measurement, default 3 s).
+//!
+//! Figures, for an empty store and then at the backlog:
+//! - `enqueue 1 producer`: one task enqueuing one message at a time; without
+//!   concurrency every call waits for its own fsync (the baseline).
+//! - `enqueue 64 producers x1`: 64 tasks enqueuing one message per call; group
+//!   commit shares the fsyncs.
+//! - `enqueue 64 producers x16`: the same with batches of 16.
+//! - `lease+complete`: 8 workers, each leasing 64 at a time and completing them
+//!   concurrently, draining 100,000 deliveries (from a store holding just those,
+//!   then from the backlog); one cycle is one delivery leased and completed.
+//!
+//! The store's own `flushes` counter shows how many messages one fsync covered.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use sluice::clock::SystemClock;
+use sluice::policy::HandlerPolicy;
+use sluice::store::conformance::{module, ok};
+use sluice::store::{HandlerSpec, NewMessage, SledStore, Store, StoreConfig};
+
+const PAYLOAD: &[u8] = &[b'x'; 128];
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn message() -> NewMessage {
+    NewMessage {
+        topic: "bench".into(),
+        payload: Bytes::from_static(PAYLOAD),
+        ..NewMessage::default()
+    }
+}
+
+async fn open(dir: &Path) -> Arc<SledStore> {
+    let config = StoreConfig {
+        max_topic_depth: u64::MAX,
+        ..StoreConfig::default()
+    };
+    let store = SledStore::open(dir, config, Arc::new(SystemClock)).expect("open");
+    let spec = HandlerSpec {
+        name: "worker".into(),
+        topic: "bench".into(),
+        policy: HandlerPolicy {
+            concurrency: 512,
+            ..HandlerPolicy::default()
+        },
+    };
+    store.put_handler(spec, module(0)).await.expect("register");
+    Arc::new(store)
+}
+
+/// Runs `tasks` copies of `body` until `secs` have passed or `limit` operations
+/// are done; `body` returns how many operations it did per call. Returns
+/// (operations, seconds, flushes).
+async fn measure<F, Fut>(
+    store: &Arc<SledStore>,
+    tasks: usize,
+    secs: f64,
+    limit: u64,
+    body: F,
+) -> (u64, f64, u64)
+where
+    F: Fn(Arc<SledStore>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = u64> + Send,
+{
+    let flushes_before = store.stats().await.expect("stats").flushes;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let body = Arc::new(body);
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (store, stop, ops, body) = (Arc::clone(store), stop.clone(), ops.clone(), body.clone());
+        handles.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) && ops.load(Ordering::Relaxed) < limit {
+                let n = body(Arc::clone(&store)).await;
+                ops.fetch_add(n, Ordering::Relaxed);
+            }
+        }));
+    }
+    while start.elapsed().as_secs_f64() < secs && ops.load(Ordering::Relaxed) < limit {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.await.expect("task");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let flushes = store.stats().await.expect("stats").flushes - flushes_before;
+    (ops.load(Ordering::Relaxed), elapsed, flushes)
+}
+
+fn row(name: &str, backlog: &str, (ops, secs, flushes): (u64, f64, u64)) -> f64 {
+    let rate = ops as f64 / secs;
+    let per_flush = if flushes > 0 {
+        ops as f64 / flushes as f64
+    } else {
+        f64::NAN
+    };
+    println!(
+        "| {name:<26} | {backlog:>11} | {rate:>11.0} /s | {ops:>9} in {secs:.2} s | {per_flush:>8.1} |"
+    );
+    rate
+}
+
+async fn enqueue_single(store: Arc<SledStore>) -> u64 {
+    store.enqueue(vec![message()]).await.expect("enqueue");
+    1
+}
+
+async fn enqueue_batch(store: Arc<SledStore>) -> u64 {
+    store.enqueue(vec![message(); 16]).await.expect("enqueue");
+    16
+}
+
+async fn lease_complete(store: Arc<SledStore>) -> u64 {
+    let leased = store.lease("worker", 64).await.expect("lease");
+    let n = leased.len() as u64;
+    let mut done = Vec::with_capacity(leased.len());
+    for l in leased {
+        let store = Arc::clone(&store);
+        done.push(tokio::spawn(async move {
+            store
+                .complete(&l.lease, ok(), vec![])
+                .await
+                .expect("complete");
+        }));
+    }
+    for d in done {
+        d.await.expect("complete task");
+    }
+    if n == 0 {
+        tokio::task::yield_now().await;
+    }
+    n
+}
+
+/// Enqueues `n` deliveries in batches of 1,000 from 4 tasks.
+async fn prefill(store: &Arc<SledStore>, n: u64) {
+    let start = Instant::now();
+    let per_task = n / 4;
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        let store = Arc::clone(store);
+        handles.push(tokio::spawn(async move {
+            let mut left = per_task;
+            while left > 0 {
+                let b = left.min(1000);
+                store
+                    .enqueue(vec![message(); b as usize])
+                    .await
+                    .expect("prefill");
+                left -= b;
+            }
+        }));
+    }
+    for h in handles {
+        h.await.expect("prefill task");
+    }
+    eprintln!(
+        "prefilled {} deliveries in {:.1} s",
+        per_task * 4,
+        start.elapsed().as_secs_f64()
+    );
+}
+
+/// Deliveries drained by the lease+complete measurement.
+const DRAIN: u64 = 100_000;
+
+/// The four figures on fresh stores (each enqueue figure from an empty store;
+/// lease+complete draining `DRAIN` deliveries down to zero).
+async fn empty_suite(secs: f64) -> [f64; 4] {
+    let mut out = [0.0; 4];
+    let enqueues: [(&str, usize, bool); 3] = [
+        ("enqueue 1 producer", 1, false),
+        ("enqueue 64 producers x1", 64, false),
+        ("enqueue 64 producers x16", 64, true),
+    ];
+    for (i, (name, tasks, batch)) in enqueues.into_iter().enumerate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path()).await;
+        let m = if batch {
+            measure(&store, tasks, secs, u64::MAX, enqueue_batch).await
+        } else {
+            measure(&store, tasks, secs, u64::MAX, enqueue_single).await
+        };
+        out[i] = row(name, "0", m);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path()).await;
+    prefill(&store, DRAIN).await;
+    let m = measure(&store, 8, 60.0, DRAIN, lease_complete).await;
+    out[3] = row("lease+complete (8 x 64)", "100k to 0", m);
+    out
+}
+
+/// The four figures on one store holding `backlog` ready deliveries.
+async fn backlog_suite(backlog: u64, secs: f64) -> [f64; 4] {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path()).await;
+    prefill(&store, backlog).await;
+    let b = backlog.to_string();
+    [
+        row(
+            "enqueue 1 producer",
+            &b,
+            measure(&store, 1, secs, u64::MAX, enqueue_single).await,
+        ),
+        row(
+            "enqueue 64 producers x1",
+            &b,
+            measure(&store, 64, secs, u64::MAX, enqueue_single).await,
+        ),
+        row(
+            "enqueue 64 producers x16",
+            &b,
+            measure(&store, 64, secs, u64::MAX, enqueue_batch).await,
+        ),
+        row(
+            "lease+complete (8 x 64)",
+            &b,
+            measure(&store, 8, 60.0, DRAIN, lease_complete).await,
+        ),
+    ]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let backlog = env_u64("SLUICE_BENCH_BACKLOG", 1_000_000);
+    let secs = env_u64("SLUICE_BENCH_SECS", 3) as f64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        println!("| measurement                | backlog     | throughput     | operations          | per flush |");
+        println!("| -------------------------- | ----------- | -------------- | ------------------- | --------- |");
+
+        let empty = empty_suite(secs).await;
+        let full = backlog_suite(backlog, secs).await;
+
+        println!();
+        for (i, name) in ["enqueue 1", "enqueue 64x1", "enqueue 64x16", "lease+complete"]
+            .iter()
+            .enumerate()
+        {
+            println!(
+                "{name}: {:.0}/s empty, {:.0}/s at {backlog} backlog ({:+.1} %)",
+                empty[i],
+                full[i],
+                (full[i] / empty[i] - 1.0) * 100.0
+            );
+        }
+    });
+}
