@@ -534,7 +534,9 @@ fn fuel_limit_needs_metering() {
 
 #[test]
 fn a_pool_the_machine_cannot_reserve_fails_clearly() {
-    // 100,000 slots of 4 GiB is ~400 TiB of address space: more than x86-64 has.
+    // 100,000 slots of 4 GiB is ~400 TiB of address space: more than x86-64's
+    // 128 TiB of user space with 4-level paging (machines with 5-level paging
+    // could reserve it; ours do not).
     let err = Sandbox::new(SandboxConfig {
         pool_instances: 100_000,
         ..SandboxConfig::default()
