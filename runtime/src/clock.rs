@@ -24,7 +24,10 @@ impl Timestamp {
 
     /// This time plus `d` (saturating).
     pub fn plus(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(d.as_millis().min(u64::MAX as u128) as u64))
+        Timestamp(
+            self.0
+                .saturating_add(d.as_millis().min(u64::MAX as u128) as u64),
+        )
     }
 
     /// Time from `earlier` to `self`, zero if `earlier` is later.
@@ -58,6 +61,12 @@ impl fmt::Display for Timestamp {
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current time.
     fn now(&self) -> Timestamp;
+
+    /// The current time in microseconds since the epoch, for latency figures
+    /// finer than a [`Timestamp`]. Defaults to `now()` in microseconds.
+    fn now_micros(&self) -> u64 {
+        self.now().0.saturating_mul(1000)
+    }
 }
 
 /// The system's wall clock.
@@ -70,6 +79,13 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         Timestamp(d.as_millis() as u64)
+    }
+
+    fn now_micros(&self) -> u64 {
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        d.as_micros() as u64
     }
 }
 

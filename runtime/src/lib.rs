@@ -4,6 +4,10 @@
 //! with timeouts, retries with backoff, idempotency keys and a dead-letter queue.
 //!
 //! # Module map
+//! - [`api`]: the HTTP API (axum): routes, JSON documents, the one mapping of
+//!   errors to statuses, bearer-token auth.
+//! - [`cli`]: the `sluice` command line: clap definitions, the HTTP client,
+//!   human and JSON rendering, and `sluice run`.
 //! - [`clock`]: injected time ([`clock::Clock`]), so tests never sleep.
 //! - [`metrics`]: counters behind `/metrics`.
 //! - [`names`]: the rules for topic and handler names and keys.
@@ -15,7 +19,10 @@
 //! - [`store`]: the durable queue behind a trait of queue verbs; sled is the
 //!   embedded backend.
 //! - [`units`]: durations and sizes as users type them.
+//! - [`worker`]: the runner: producer, executor, completer, maintenance.
 
+pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod metrics;
 pub mod names;
@@ -25,3 +32,4 @@ pub mod sandbox;
 pub mod serve;
 pub mod store;
 pub mod units;
+pub mod worker;

@@ -13,21 +13,101 @@ pub const DURATION_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
 ];
 
+/// Upper bounds (seconds) of the enqueue-to-completion histogram: 0.25 ms steps
+/// to 5 ms, then coarser.
+pub const LATENCY_BUCKETS: [f64; 28] = [
+    0.00025, 0.0005, 0.00075, 0.001, 0.00125, 0.0015, 0.00175, 0.002, 0.00225, 0.0025, 0.00275,
+    0.003, 0.00325, 0.0035, 0.00375, 0.004, 0.00425, 0.0045, 0.00475, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.5, 1.0, 10.0, 60.0,
+];
+
+/// A histogram with fixed buckets (non-cumulative counts, last one +Inf).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// Upper bounds, seconds.
+    pub bounds: &'static [f64],
+    /// Count per bucket; one more than `bounds` (+Inf).
+    pub counts: Vec<u64>,
+    /// Sum of observations, seconds.
+    pub sum: f64,
+}
+
+impl Histogram {
+    /// An empty histogram over `bounds`.
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&mut self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i] += 1;
+        self.sum += secs;
+    }
+
+    /// Observations recorded.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The `q` quantile (0..=1), interpolated linearly inside its bucket.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = q * total as f64;
+        let mut seen = 0u64;
+        for (i, c) in self.counts.iter().enumerate() {
+            if *c > 0 && (seen + c) as f64 >= rank {
+                let lo = if i == 0 { 0.0 } else { self.bounds[i - 1] };
+                let hi = *self.bounds.get(i).unwrap_or(&lo);
+                let within = (rank - seen as f64) / *c as f64;
+                return Some(lo + (hi - lo) * within.clamp(0.0, 1.0));
+            }
+            seen += c;
+        }
+        self.bounds.last().copied()
+    }
+}
+
 /// Per-handler counters.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct HandlerMetrics {
     /// Attempts by outcome kind.
     pub attempts: BTreeMap<&'static str, u64>,
-    /// Attempt duration histogram: count per bucket of [`DURATION_BUCKETS`] (non-cumulative), then +Inf.
-    pub duration_buckets: [u64; DURATION_BUCKETS.len() + 1],
-    /// Sum of attempt durations, seconds.
-    pub duration_sum: f64,
+    /// Attempt durations.
+    pub duration: Histogram,
+    /// From enqueue to the completion being durable, for deliveries that succeeded.
+    pub end_to_end: Histogram,
     /// Deliveries completed successfully.
     pub completed: u64,
     /// Deliveries dead-lettered by the worker.
     pub dead_lettered: u64,
     /// Attempts beyond the first (retries and redeliveries).
     pub redeliveries: u64,
+}
+
+impl Default for HandlerMetrics {
+    fn default() -> Self {
+        HandlerMetrics {
+            attempts: BTreeMap::new(),
+            duration: Histogram::new(&DURATION_BUCKETS),
+            end_to_end: Histogram::new(&LATENCY_BUCKETS),
+            completed: 0,
+            dead_lettered: 0,
+            redeliveries: 0,
+        }
+    }
 }
 
 /// Process-wide counters.
@@ -51,23 +131,21 @@ impl Metrics {
         let mut map = self.handlers.lock().unwrap_or_else(|p| p.into_inner());
         let h = map.entry(handler.to_string()).or_default();
         *h.attempts.entry(kind).or_default() += 1;
-        let secs = duration.as_secs_f64();
-        let bucket = DURATION_BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(DURATION_BUCKETS.len());
-        h.duration_buckets[bucket] += 1;
-        h.duration_sum += secs;
+        h.duration.observe(duration);
         if attempt > 1 {
             h.redeliveries += 1;
         }
     }
 
-    /// Records how a delivery's attempt was settled.
-    pub fn settled(&self, handler: &str, completed: bool, dead: bool) {
+    /// Records how a delivery's attempt was settled; `end_to_end` is the time
+    /// from enqueue to a durable completion.
+    pub fn settled(&self, handler: &str, completed: Option<Duration>, dead: bool) {
         let mut map = self.handlers.lock().unwrap_or_else(|p| p.into_inner());
         let h = map.entry(handler.to_string()).or_default();
-        h.completed += u64::from(completed);
+        if let Some(latency) = completed {
+            h.completed += 1;
+            h.end_to_end.observe(latency);
+        }
         h.dead_lettered += u64::from(dead);
     }
 
@@ -78,6 +156,28 @@ impl Metrics {
 
     /// A snapshot of the per-handler counters.
     pub fn snapshot(&self) -> BTreeMap<String, HandlerMetrics> {
-        self.handlers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.handlers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_within_buckets() {
+        let mut h = Histogram::new(&LATENCY_BUCKETS);
+        for _ in 0..99 {
+            h.observe(Duration::from_micros(600));
+        }
+        h.observe(Duration::from_millis(40));
+        let p50 = h.quantile(0.5).unwrap();
+        assert!((0.0005..=0.00075).contains(&p50), "{p50}");
+        let p999 = h.quantile(0.999).unwrap();
+        assert!((0.025..=0.05).contains(&p999), "{p999}");
+        assert_eq!(h.count(), 100);
     }
 }

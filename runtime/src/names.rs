@@ -87,7 +87,16 @@ mod tests {
         for ok in ["a", "orders", "orders.v2", "a-b_c.d", "0", &"x".repeat(128)] {
             validate_topic(ok).unwrap();
         }
-        for bad in ["", "Orders", "-a", ".a", "a b", "a/b", "é", &"x".repeat(129)] {
+        for bad in [
+            "",
+            "Orders",
+            "-a",
+            ".a",
+            "a b",
+            "a/b",
+            "é",
+            &"x".repeat(129),
+        ] {
             let e = validate_topic(bad).unwrap_err();
             assert_eq!(e.what, "topic");
         }

@@ -95,12 +95,19 @@ impl HandlerPolicy {
     pub fn validate(&self) -> Result<(), PolicyError> {
         let bad = |field, reason: String| Err(PolicyError { field, reason });
         if self.timeout_ms == 0 || self.timeout_ms > MAX_DURATION_MS {
-            return bad("timeout", format!("{} ms is outside 1 ms ..= 12 h", self.timeout_ms));
+            return bad(
+                "timeout",
+                format!("{} ms is outside 1 ms ..= 12 h", self.timeout_ms),
+            );
         }
-        if let Some(lease) = self.lease_ms {
-            if lease > MAX_DURATION_MS || lease < self.timeout_ms {
-                return bad("lease", format!("{lease} ms must be within timeout ..= 12 h"));
-            }
+        if let Some(lease) = self
+            .lease_ms
+            .filter(|l| *l > MAX_DURATION_MS || *l < self.timeout_ms)
+        {
+            return bad(
+                "lease",
+                format!("{lease} ms must be within timeout ..= 12 h"),
+            );
         }
         if self.memory_bytes < 64 * 1024 || self.memory_bytes > MAX_MEMORY_BYTES {
             return bad(
@@ -109,7 +116,10 @@ impl HandlerPolicy {
             );
         }
         if self.concurrency == 0 || self.concurrency > 10_000 {
-            return bad("concurrency", format!("{} is outside 1 ..= 10000", self.concurrency));
+            return bad(
+                "concurrency",
+                format!("{} is outside 1 ..= 10000", self.concurrency),
+            );
         }
         if self.retries > 1000 {
             return bad("retries", format!("{} is more than 1000", self.retries));
@@ -196,10 +206,19 @@ mod tests {
     fn default_backoff_is_1_2_4_8_16_with_jitter() {
         let p = HandlerPolicy::default();
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for (retry, base) in [(1, 1000.0), (2, 2000.0), (3, 4000.0), (4, 8000.0), (5, 16000.0)] {
+        for (retry, base) in [
+            (1, 1000.0),
+            (2, 2000.0),
+            (3, 4000.0),
+            (4, 8000.0),
+            (5, 16000.0),
+        ] {
             for _ in 0..100 {
                 let d = p.backoff(retry, &mut rng).as_millis() as f64;
-                assert!(d >= base * 0.8 - 1.0 && d <= base * 1.2 + 1.0, "{retry}: {d}");
+                assert!(
+                    d >= base * 0.8 - 1.0 && d <= base * 1.2 + 1.0,
+                    "{retry}: {d}"
+                );
             }
         }
     }
@@ -209,7 +228,10 @@ mod tests {
         let p = HandlerPolicy::default();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let now = Timestamp(0);
-        assert!(matches!(p.after_failure(5, "exit 3", now, &mut rng), Disposition::Retry { .. }));
+        assert!(matches!(
+            p.after_failure(5, "exit 3", now, &mut rng),
+            Disposition::Retry { .. }
+        ));
         match p.after_failure(6, "exit 3", now, &mut rng) {
             Disposition::Dead { reason } => assert!(reason.contains("6 of 6"), "{reason}"),
             d => panic!("{d:?}"),
@@ -225,9 +247,15 @@ mod tests {
 
     #[test]
     fn bounds_name_the_field() {
-        let p = HandlerPolicy { timeout_ms: MAX_DURATION_MS + 1, ..Default::default() };
+        let p = HandlerPolicy {
+            timeout_ms: MAX_DURATION_MS + 1,
+            ..Default::default()
+        };
         assert_eq!(p.validate().unwrap_err().field, "timeout");
-        let p = HandlerPolicy { memory_bytes: 8 << 30, ..Default::default() };
+        let p = HandlerPolicy {
+            memory_bytes: 8 << 30,
+            ..Default::default()
+        };
         assert_eq!(p.validate().unwrap_err().field, "memory");
         let mut p = HandlerPolicy::default();
         p.env.insert("SLUICE_TOPIC".into(), "x".into());

@@ -9,7 +9,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Ok(n) = t.parse::<u64>() {
         return Ok(Duration::from_secs(n));
     }
-    humantime::parse_duration(t).map_err(|e| format!("invalid duration {s:?} (e.g. 30s, 1m30s, 250ms): {e}"))
+    humantime::parse_duration(t)
+        .map_err(|e| format!("invalid duration {s:?} (e.g. 30s, 1m30s, 250ms): {e}"))
 }
 
 /// Parses a size such as `64MiB`, `64MB`, `512k` or `1048576` (bytes). Units are
@@ -26,9 +27,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("invalid size unit in {s:?} (use B, KiB, MiB or GiB)")),
+        _ => {
+            return Err(format!(
+                "invalid size unit in {s:?} (use B, KiB, MiB or GiB)"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 #[cfg(test)]

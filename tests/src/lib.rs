@@ -1,1 +1,175 @@
-//! integration test helpers
+//! Helpers for the integration tests: an in-process runner on a real sled store
+//! and the real sandbox, with an injected clock, and the example modules.
+//!
+//! Tests wait for *states* (polling the store's status, a few ms apart) and skip
+//! backoffs by moving the [`ManualClock`]; nothing sleeps out a retry delay.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice::clock::{Clock, ManualClock, Timestamp};
+use sluice::metrics::Metrics;
+use sluice::policy::HandlerPolicy;
+use sluice::sandbox::{Sandbox, SandboxConfig};
+use sluice::store::{
+    DeliveryState, HandlerRecord, HandlerSpec, MessageId, MessageStatus, NewMessage, SledStore,
+    Store, StoreConfig,
+};
+use sluice::worker::{Runner, RunnerConfig};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Path of a built example module, e.g. `example("rust", "ack")`. Panics with the
+/// command to run when it is missing: a test must never pass by skipping.
+pub fn example(lang: &str, name: &str) -> PathBuf {
+    let p = repo_root()
+        .join("target/examples")
+        .join(lang)
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: build the examples with scripts/build-examples.sh (make test does)",
+        p.display()
+    );
+    p
+}
+
+/// An in-process sluice: real store, sandbox and runner; time under test control.
+pub struct Harness {
+    /// The store.
+    pub store: Arc<SledStore>,
+    /// The injected clock (also the runner's).
+    pub clock: ManualClock,
+    /// The runner.
+    pub runner: Runner,
+    /// The sandbox.
+    pub sandbox: Sandbox,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    /// Starts a runner on a fresh store.
+    pub async fn start() -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let store = Arc::new(
+            SledStore::open(
+                &dir.path().join("queue"),
+                StoreConfig::default(),
+                shared.clone(),
+            )
+            .expect("open store"),
+        );
+        let sandbox = Sandbox::new(SandboxConfig {
+            pool_instances: 32,
+            cache_dir: Some(dir.path().join("cache")),
+            fuel: true,
+            ..SandboxConfig::default()
+        })
+        .expect("sandbox");
+        let metrics = Arc::new(Metrics::default());
+        let config = RunnerConfig {
+            poll_interval: Duration::from_millis(50),
+            promote_interval: Duration::from_millis(5),
+            rescue_interval: Duration::from_millis(20),
+            handler_interval: Duration::from_millis(10),
+            ..RunnerConfig::default()
+        };
+        let runner = Runner::start(
+            store.clone(),
+            sandbox.clone(),
+            metrics.clone(),
+            shared,
+            config,
+        );
+        Harness {
+            store,
+            clock,
+            runner,
+            sandbox,
+            metrics,
+            _dir: dir,
+        }
+    }
+
+    /// Registers `name` on `topic` with the module at `path`.
+    pub async fn register(
+        &self,
+        name: &str,
+        topic: &str,
+        path: &PathBuf,
+        policy: HandlerPolicy,
+    ) -> HandlerRecord {
+        let wasm = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        self.store
+            .put_handler(
+                HandlerSpec {
+                    name: name.into(),
+                    topic: topic.into(),
+                    policy,
+                },
+                Bytes::from(wasm),
+            )
+            .await
+            .expect("register")
+    }
+
+    /// Enqueues one message.
+    pub async fn enqueue(&self, topic: &str, payload: &str) -> MessageId {
+        self.enqueue_message(NewMessage {
+            topic: topic.into(),
+            payload: Bytes::from(payload.to_string()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Enqueues one message with all its options.
+    pub async fn enqueue_message(&self, m: NewMessage) -> MessageId {
+        let e = self.store.enqueue(vec![m]).await.expect("enqueue");
+        e[0].id
+    }
+
+    /// Waits until every delivery of the message has succeeded or died, moving
+    /// the clock past each backoff instead of waiting it out.
+    pub async fn settle(&self, id: MessageId) -> MessageStatus {
+        for _ in 0..4000 {
+            let status = self.store.message(id).await.expect("status");
+            if !status.deliveries.is_empty() && status.deliveries.iter().all(|d| !d.state.is_open())
+            {
+                return status;
+            }
+            let now = self.clock.now();
+            if let Some(next) = status
+                .deliveries
+                .iter()
+                .filter(|d| matches!(d.state, DeliveryState::Retrying | DeliveryState::Scheduled))
+                .filter_map(|d| d.next_at)
+                .min()
+            {
+                if next > now {
+                    self.clock.advance(next.since(now));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!(
+            "message {id} did not settle: {:#?}",
+            self.store.message(id).await
+        );
+    }
+
+    /// Every message currently on `topic`'s handler `handler`, via stats-free scan
+    /// of the given message ids' downstream: see tests for use.
+    pub async fn stop(self) {
+        self.runner.shutdown(Duration::from_secs(5)).await;
+    }
+}

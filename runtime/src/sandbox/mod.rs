@@ -1,1 +1,334 @@
-//! placeholder, replaced by the sandbox work.
+//! The WASM sandbox: narrows wasmtime for the rest of the code; knows nothing of
+//! queues.
+//!
+//! The worker hands it module bytes and one [`Invocation`] per attempt and gets
+//! back an [`Execution`] whose [`Outcome`](crate::outcome::Outcome) says how the
+//! guest ended. Guest failures (exit statuses, traps, timeouts, limits) are
+//! values; only host failures are [`SandboxError`]s. Only the worker joins the
+//! sandbox and the store.
+//!
+//! The guest ABI is docs/guest-abi.md; design and measurements are
+//! docs/sandbox.md.
+//!
+//! # Module map
+//! - [`config`]: [`SandboxConfig`] (runner-wide, with every default) and
+//!   [`Limits`] (per handler).
+//! - [`validate`](mod@validate): registration-time checks of a module against
+//!   the ABI, each refusal naming the problem.
+//! - [`abi`]: the ABI's constants and the `sluice::publish` / `sluice::log` host
+//!   functions.
+//! - [`capture`]: capped stdout/stderr capture.
+//! - [`cache`]: the on-disk compiled-module cache.
+//! - [`run`]: one attempt, from a fresh instance to an [`Outcome`](crate::outcome::Outcome).
+//! - [`error`](mod@error): [`SandboxError`].
+//!
+//! # Design
+//! One [`wasmtime::Engine`] with the pooling allocator is shared by every
+//! handler; a background thread advances its epoch every
+//! [`SandboxConfig::epoch_tick`]. [`Sandbox::load`] validates and compiles a
+//! module once (through the disk cache) into an `InstancePre`;
+//! [`Sandbox::invoke`] takes an instance slot (waiting if the pool is full),
+//! instantiates, runs `_start` with async WASI so no WASI call blocks a runtime
+//! thread, and yields to the runtime at every epoch tick so a busy guest neither
+//! starves other tasks nor outlives its timeout.
+
+pub mod abi;
+pub mod cache;
+pub mod capture;
+pub mod config;
+pub mod error;
+pub mod run;
+pub mod validate;
+
+use std::fmt;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig,
+    WasmBacktraceDetails,
+};
+
+pub use abi::{GuestLog, LogLevel, Published};
+pub use cache::ModuleOrigin;
+pub use capture::Captured;
+pub use config::{Limits, SandboxConfig};
+pub use error::SandboxError;
+pub use run::{Execution, GuestMetadata, Invocation, validate_env};
+pub use validate::{ModuleInfo, ValidationError, validate};
+
+use cache::{DiskCache, Lookup};
+use config::fmt_bytes;
+use run::HostState;
+
+/// The runner's sandbox: one shared engine, instance pool, linker and epoch
+/// ticker. Cheap to clone (an `Arc`); the ticker thread stops when the last
+/// clone is dropped.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    config: SandboxConfig,
+    cache: Option<DiskCache>,
+    /// One permit per instance slot: `invoke` waits for a permit, so a full pool
+    /// delays attempts instead of failing them.
+    slots: Semaphore,
+    _ticker: Ticker,
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("config", &self.inner.config)
+            .field("free_slots", &self.inner.slots.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Builds the engine and reserves the instance pool.
+    ///
+    /// Fails with [`SandboxError::Config`] for out-of-range settings,
+    /// [`SandboxError::PoolReservation`] if the machine cannot reserve the pool
+    /// (address space: about `pool_instances × (max_memory_bytes + guards)`), and
+    /// [`SandboxError::Cache`] if the cache directory cannot be created.
+    pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        config.check()?;
+        let n = config.pool_instances;
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(n)
+            .total_memories(n)
+            .total_tables(n)
+            .total_stacks(n)
+            .total_gc_heaps(n)
+            .max_memories_per_module(validate::MAX_MEMORIES)
+            .max_tables_per_module(validate::MAX_TABLES)
+            .table_elements(validate::MAX_TABLE_ELEMENTS as usize)
+            .max_memory_size(config.max_memory_bytes as usize);
+        let mut wasm = wasmtime::Config::new();
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .consume_fuel(config.fuel)
+            .max_wasm_stack(config.max_wasm_stack)
+            .async_stack_size(config.max_wasm_stack + (1 << 20))
+            .wasm_backtrace_details(WasmBacktraceDetails::Disable);
+        let engine = Engine::new(&wasm).map_err(|e| SandboxError::PoolReservation {
+            instances: n,
+            memory: fmt_bytes(config.max_memory_bytes),
+            message: format!("{e:#}"),
+        })?;
+
+        let mut linker = Linker::new(&engine);
+        let linked =
+            wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
+                .and_then(|()| abi::add_to_linker(&mut linker, |s: &mut HostState| &mut s.abi));
+        linked.map_err(|e| SandboxError::Config(format!("cannot define host functions: {e:#}")))?;
+
+        let cache = match &config.cache_dir {
+            Some(dir) => Some(DiskCache::open(dir, &engine)?),
+            None => None,
+        };
+        let ticker = Ticker::start(engine.clone(), config.epoch_tick)
+            .map_err(|e| SandboxError::Config(format!("cannot start the epoch ticker: {e}")))?;
+        Ok(Sandbox {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                slots: Semaphore::new(n as usize),
+                cache,
+                config,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The configuration this sandbox was built with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// Instance slots free right now (for metrics; `invoke` waits when zero).
+    pub fn free_slots(&self) -> usize {
+        self.inner.slots.available_permits()
+    }
+
+    /// Validates `wasm` against the ABI and `limits`, compiles it (or loads it
+    /// from the disk cache) and prepares it for instantiation.
+    ///
+    /// This compiles on the calling thread (milliseconds to seconds for large
+    /// modules): from async code, call it inside `spawn_blocking`. A cache that
+    /// cannot be written is logged and skipped, never an error.
+    pub fn load(&self, wasm: &[u8], limits: &Limits) -> Result<Arc<LoadedModule>, SandboxError> {
+        let inner = &*self.inner;
+        limits.check(&inner.config)?;
+        let info = validate(wasm, limits.memory_bytes)?;
+        let sha256 = hex::encode(Sha256::digest(wasm));
+        let compile = || {
+            Module::from_binary(&inner.engine, wasm).map_err(|e| SandboxError::Compile {
+                sha256: sha256.clone(),
+                message: format!("{e:#}"),
+            })
+        };
+        let (module, origin) = match &inner.cache {
+            None => (compile()?, ModuleOrigin::Compiled),
+            Some(cache) => {
+                let (module, origin) = match cache.get(&inner.engine, &sha256) {
+                    Lookup::Hit(module) => (module, ModuleOrigin::Cached),
+                    Lookup::Miss => (compile()?, ModuleOrigin::Compiled),
+                    Lookup::Stale(reason) => {
+                        tracing::warn!(%sha256, %reason, "recompiling module: unusable cache entry");
+                        (compile()?, ModuleOrigin::Recompiled { reason })
+                    }
+                };
+                if origin != ModuleOrigin::Cached
+                    && let Err(e) = cache.put(&sha256, &module)
+                {
+                    tracing::warn!(%sha256, error = %e, "cannot write module cache entry");
+                }
+                (module, origin)
+            }
+        };
+        let pre = inner
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| SandboxError::Instantiate {
+                sha256: sha256.clone(),
+                message: format!("{e:#}"),
+            })?;
+        Ok(Arc::new(LoadedModule {
+            sha256,
+            pre,
+            info,
+            origin,
+        }))
+    }
+
+    /// Runs one attempt of `module` in a fresh instance.
+    ///
+    /// Waits for a free instance slot first (a full pool delays, never fails);
+    /// the timeout starts once the slot is taken. Every guest behaviour is an
+    /// [`Execution`]; errors are host failures only: invalid limits or
+    /// environment, or an instantiation failure that is not the guest's doing.
+    /// Must run inside a tokio runtime (timers).
+    pub async fn invoke(
+        &self,
+        module: &LoadedModule,
+        invocation: Invocation,
+    ) -> Result<Execution, SandboxError> {
+        let inner = &*self.inner;
+        invocation.limits.check(&inner.config)?;
+        validate_env(&invocation.env)?;
+        let _slot = inner
+            .slots
+            .acquire()
+            .await
+            .expect("the slot semaphore is never closed");
+        run::run(&module.pre, &module.sha256, &inner.config, invocation).await
+    }
+}
+
+/// A validated, compiled module ready to instantiate; share it with `Arc` across
+/// attempts.
+pub struct LoadedModule {
+    sha256: String,
+    pre: InstancePre<HostState>,
+    info: ModuleInfo,
+    origin: ModuleOrigin,
+}
+
+impl LoadedModule {
+    /// sha256 of the module's bytes, lowercase hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// What validation learnt about the module.
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
+    }
+
+    /// Whether the code was compiled now or came from the disk cache.
+    pub fn origin(&self) -> &ModuleOrigin {
+        &self.origin
+    }
+}
+
+impl fmt::Debug for LoadedModule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedModule")
+            .field("sha256", &self.sha256)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The thread that advances the engine's epoch. Dropping it (with the last
+/// [`Sandbox`] clone) disconnects the channel, which wakes the thread at once,
+/// and joins it.
+struct Ticker {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    /// Dangles once the thread has exited (the thread owns the `Arc`).
+    #[cfg_attr(not(test), expect(dead_code, reason = "read by the unit tests"))]
+    alive: Weak<()>,
+}
+
+impl Ticker {
+    fn start(engine: Engine, tick: Duration) -> std::io::Result<Ticker> {
+        let (stop, rx) = mpsc::channel::<()>();
+        let token = Arc::new(());
+        let alive = Arc::downgrade(&token);
+        let thread = std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                let _token = token;
+                while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(tick) {
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker {
+            stop: Some(stop),
+            thread: Some(thread),
+            alive,
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticker_thread_stops_with_the_last_clone() {
+        let sandbox = Sandbox::new(SandboxConfig {
+            pool_instances: 2,
+            max_memory_bytes: 1 << 20,
+            ..SandboxConfig::default()
+        })
+        .unwrap();
+        let clone = sandbox.clone();
+        let alive = sandbox.inner._ticker.alive.clone();
+        drop(sandbox);
+        assert!(alive.upgrade().is_some(), "a clone still holds the ticker");
+        drop(clone);
+        // The last drop joined the thread, which released its token.
+        assert!(alive.upgrade().is_none());
+    }
+}

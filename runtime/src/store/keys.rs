@@ -135,7 +135,11 @@ mod tests {
     fn uuid_time_round_trips() {
         let t = Timestamp(1_795_000_000_123);
         assert_eq!(uuid_time(min_uuid_at(t)), t);
-        let id = Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_795_000_000, 123_000_000));
+        let id = Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            1_795_000_000,
+            123_000_000,
+        ));
         assert_eq!(uuid_time(id), t);
         assert!(min_uuid_at(t) <= id);
     }

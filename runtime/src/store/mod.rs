@@ -110,6 +110,8 @@ pub struct Message {
     pub headers: BTreeMap<String, String>,
     /// When it was accepted.
     pub enqueued_at: Timestamp,
+    /// When it was accepted, in microseconds since the epoch (end-to-end latency).
+    pub enqueued_at_micros: u64,
     /// Not delivered before this time.
     pub not_before: Option<Timestamp>,
 }

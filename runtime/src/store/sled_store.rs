@@ -121,14 +121,23 @@ impl SledStore {
         for kv in tree.scan_prefix([keys::COUNT]) {
             let (k, v) = kv.map_err(sled_error)?;
             let rest = &k[1..];
-            let Some(nul) = rest.iter().position(|b| *b == 0) else { continue };
+            let Some(nul) = rest.iter().position(|b| *b == 0) else {
+                continue;
+            };
             let handler = String::from_utf8_lossy(&rest[..nul]).into_owned();
-            let Some(state) = rest.get(nul + 1).and_then(|b| DeliveryState::ALL.get(*b as usize)) else {
+            let Some(state) = rest
+                .get(nul + 1)
+                .and_then(|b| DeliveryState::ALL.get(*b as usize))
+            else {
                 continue;
             };
             counts.insert((handler, *state), u64_at(&v, 0).unwrap_or(0));
         }
-        let seq = tree.get(keys::SEQ).map_err(sled_error)?.and_then(|v| u64_at(&v, 0)).unwrap_or(0);
+        let seq = tree
+            .get(keys::SEQ)
+            .map_err(sled_error)?
+            .and_then(|v| u64_at(&v, 0))
+            .unwrap_or(0);
         let mut handlers = BTreeMap::new();
         for kv in tree.scan_prefix([keys::HANDLER]) {
             let (_, v) = kv.map_err(sled_error)?;
@@ -137,7 +146,7 @@ impl SledStore {
         }
         let (ready, _) = watch::channel(0);
         let inner = Arc::new(Inner {
-            flusher: Flusher::start(db.clone()),
+            flusher: Flusher::start(db),
             tree,
             config,
             clock,
@@ -172,9 +181,15 @@ impl SledStore {
                 let mut rec = txn.delivery(id)?;
                 let reason = "process restarted".to_string();
                 inner.record_interrupted(&mut txn, &mut rec, &reason, now)?;
-                let max = inner.policy(&rec.handler).map(|p| p.max_attempts()).unwrap_or(1);
+                let max = inner
+                    .policy(&rec.handler)
+                    .map(|p| p.max_attempts())
+                    .unwrap_or(1);
                 if rec.attempt >= max {
-                    let reason = format!("attempts exhausted ({} of {max}): interrupted: {reason}", rec.attempt);
+                    let reason = format!(
+                        "attempts exhausted ({} of {max}): interrupted: {reason}",
+                        rec.attempt
+                    );
                     inner.kill(&mut txn, &mut rec, reason, now)?;
                 } else {
                     inner.move_to(&mut txn, &mut rec, DeliveryState::Ready);
@@ -184,6 +199,19 @@ impl SledStore {
             }
             inner.commit(&mut w, txn)?;
         }
+    }
+
+    /// Makes every flush fail with `fault` (e.g. `StorageFull`) until called with
+    /// `None`: a stand-in for a full disk or a failing device in fault tests.
+    /// Writes made meanwhile are not acknowledged; they become durable with the
+    /// first flush after the fault clears.
+    pub fn inject_fault(&self, fault: Option<std::io::ErrorKind>) {
+        *self
+            .inner
+            .flusher
+            .fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = fault;
     }
 
     /// Flushes done so far (group commit: compare with the verbs that waited).
@@ -221,7 +249,11 @@ fn decode_json<'a, T: Deserialize<'a>>(b: &'a [u8]) -> StoreResult<T> {
 }
 
 fn new_id(t: Timestamp) -> Uuid {
-    let ts = uuid::Timestamp::from_unix(uuid::NoContext, t.0 / 1000, ((t.0 % 1000) * 1_000_000) as u32);
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        t.0 / 1000,
+        ((t.0 % 1000) * 1_000_000) as u32,
+    );
     Uuid::new_v7(ts)
 }
 
@@ -239,7 +271,12 @@ struct Txn<'a> {
 
 impl<'a> Txn<'a> {
     fn new(tree: &'a sled::Tree) -> Txn<'a> {
-        Txn { tree, overlay: BTreeMap::new(), counts: HashMap::new(), woke: false }
+        Txn {
+            tree,
+            overlay: BTreeMap::new(),
+            counts: HashMap::new(),
+            woke: false,
+        }
     }
 
     fn get(&self, k: &[u8]) -> StoreResult<Option<Vec<u8>>> {
@@ -327,49 +364,77 @@ struct FlushState {
 
 struct Flusher {
     state: Arc<(Mutex<FlushState>, Condvar)>,
+    /// An injected I/O failure every flush reports while set (fault tests).
+    fault: Arc<Mutex<Option<std::io::ErrorKind>>>,
     done: watch::Sender<FlushDone>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Flusher {
     fn start(db: sled::Db) -> Flusher {
-        let state = Arc::new((Mutex::new(FlushState { next: 1, pending: false, stop: false }), Condvar::new()));
+        let state = Arc::new((
+            Mutex::new(FlushState {
+                next: 1,
+                pending: false,
+                stop: false,
+            }),
+            Condvar::new(),
+        ));
         let (done, _) = watch::channel(FlushDone::default());
+        let fault: Arc<Mutex<Option<std::io::ErrorKind>>> = Arc::default();
         let thread = {
             let state = state.clone();
             let done = done.clone();
+            let fault = fault.clone();
             std::thread::Builder::new()
                 .name("sluice-flusher".into())
-                .spawn(move || loop {
-                    let id = {
-                        let (lock, cv) = &*state;
-                        let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
-                        while !s.pending && !s.stop {
-                            s = cv.wait(s).unwrap_or_else(|p| p.into_inner());
-                        }
-                        if !s.pending {
-                            break;
-                        }
-                        s.pending = false;
-                        s.next += 1;
-                        s.next - 1
-                    };
-                    let result = db.flush();
-                    done.send_modify(|d| {
-                        d.id = id;
-                        d.flushes += 1;
-                        d.error = result.err().map(|e| {
-                            let (kind, raw) = match &e {
-                                sled::Error::Io(io) => (io.kind(), io.raw_os_error()),
-                                _ => (std::io::ErrorKind::Other, None),
-                            };
-                            Arc::new(StoreErrorRepr { kind, raw, message: e.to_string() })
+                .spawn(move || {
+                    loop {
+                        let id = {
+                            let (lock, cv) = &*state;
+                            let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
+                            while !s.pending && !s.stop {
+                                s = cv.wait(s).unwrap_or_else(|p| p.into_inner());
+                            }
+                            if !s.pending {
+                                break;
+                            }
+                            s.pending = false;
+                            s.next += 1;
+                            s.next - 1
+                        };
+                        let injected = *fault.lock().unwrap_or_else(|p| p.into_inner());
+                        let result = match injected {
+                            Some(kind) => {
+                                Err(sled::Error::Io(std::io::Error::new(kind, "injected fault")))
+                            }
+                            None => db.flush(),
+                        };
+                        done.send_modify(|d| {
+                            d.id = id;
+                            d.flushes += 1;
+                            d.error = result.err().map(|e| {
+                                let (kind, raw) = match &e {
+                                    sled::Error::Io(io) => (io.kind(), io.raw_os_error()),
+                                    _ => (std::io::ErrorKind::Other, None),
+                                };
+                                Arc::new(StoreErrorRepr {
+                                    kind,
+                                    raw,
+                                    message: e.to_string(),
+                                })
+                            });
                         });
-                    });
+                    }
                 })
                 .expect("spawn flusher thread")
         };
-        Flusher { state, done, thread: Mutex::new(Some(thread)) }
+        Flusher {
+            state,
+            fault,
+            done,
+            thread: Mutex::new(Some(thread)),
+        }
     }
 
     /// Waits until everything applied before this call is on disk.
@@ -385,7 +450,10 @@ impl Flusher {
             cv.notify_one();
             s.next
         };
-        let done = rx.wait_for(|d| d.id >= target).await.map_err(|_| StoreError::Closed)?;
+        let done = rx
+            .wait_for(|d| d.id >= target)
+            .await
+            .map_err(|_| StoreError::Closed)?;
         match &done.error {
             None => Ok(()),
             Some(e) => {
@@ -420,7 +488,11 @@ impl Inner {
     }
 
     fn policy(&self, handler: &str) -> Option<HandlerPolicy> {
-        self.handlers.read().unwrap_or_else(|p| p.into_inner()).get(handler).map(|h| h.policy.clone())
+        self.handlers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(handler)
+            .map(|h| h.policy.clone())
     }
 
     fn handler_record(&self, name: &str) -> StoreResult<HandlerRecord> {
@@ -448,7 +520,10 @@ impl Inner {
             }
             let old = w.counts.get(&(h.clone(), s)).copied().unwrap_or(0);
             let new = (old as i64 + delta).max(0) as u64;
-            batch.insert(Key::new(keys::COUNT).name(&h).byte(s as u8).build(), new.to_be_bytes().to_vec());
+            batch.insert(
+                Key::new(keys::COUNT).name(&h).byte(s as u8).build(),
+                new.to_be_bytes().to_vec(),
+            );
             new_counts.push(((h, s), new));
         }
         batch.insert(keys::SEQ, w.seq.to_be_bytes().to_vec());
@@ -479,11 +554,18 @@ impl Inner {
     /// as `Blocked` placeholder-free: this sets and counts the final state.
     fn place(&self, txn: &mut Txn<'_>, rec: &mut DeliveryRec, now: Timestamp) -> StoreResult<()> {
         if let Some(key) = rec.ordering_key.clone() {
-            let head = Key::new(keys::KEY_HEAD).name(&rec.handler).name(&key).build();
+            let head = Key::new(keys::KEY_HEAD)
+                .name(&rec.handler)
+                .name(&key)
+                .build();
             match txn.get(&head)?.and_then(|v| uuid_at(&v, 0)) {
                 Some(holder) if holder != rec.id => {
                     txn.put(
-                        Key::new(keys::BLOCKED).name(&rec.handler).name(&key).u64(rec.seq).build(),
+                        Key::new(keys::BLOCKED)
+                            .name(&rec.handler)
+                            .name(&key)
+                            .u64(rec.seq)
+                            .build(),
                         rec.id.as_bytes().to_vec(),
                     );
                     txn.count(&rec.handler, DeliveryState::Blocked, 1);
@@ -499,31 +581,66 @@ impl Inner {
     }
 
     /// Like [`Inner::activate`] for a delivery not yet counted in any state.
-    fn activate_new(&self, txn: &mut Txn<'_>, rec: &mut DeliveryRec, now: Timestamp, not_before: Option<Timestamp>) {
-        let state = if not_before.is_some_and(|t| t > now) { DeliveryState::Scheduled } else { DeliveryState::Ready };
+    fn activate_new(
+        &self,
+        txn: &mut Txn<'_>,
+        rec: &mut DeliveryRec,
+        now: Timestamp,
+        not_before: Option<Timestamp>,
+    ) {
+        let state = if not_before.is_some_and(|t| t > now) {
+            DeliveryState::Scheduled
+        } else {
+            DeliveryState::Ready
+        };
         txn.count(&rec.handler, state, 1);
         rec.state = state;
         self.index_active(txn, rec, now, not_before);
     }
 
     /// Moves a delivery that holds its key (or has none) to scheduled or ready.
-    fn activate(&self, txn: &mut Txn<'_>, rec: &mut DeliveryRec, now: Timestamp, not_before: Option<Timestamp>) {
-        let state = if not_before.is_some_and(|t| t > now) { DeliveryState::Scheduled } else { DeliveryState::Ready };
+    fn activate(
+        &self,
+        txn: &mut Txn<'_>,
+        rec: &mut DeliveryRec,
+        now: Timestamp,
+        not_before: Option<Timestamp>,
+    ) {
+        let state = if not_before.is_some_and(|t| t > now) {
+            DeliveryState::Scheduled
+        } else {
+            DeliveryState::Ready
+        };
         self.move_to(txn, rec, state);
         self.index_active(txn, rec, now, not_before);
     }
 
-    fn index_active(&self, txn: &mut Txn<'_>, rec: &mut DeliveryRec, now: Timestamp, not_before: Option<Timestamp>) {
+    fn index_active(
+        &self,
+        txn: &mut Txn<'_>,
+        rec: &mut DeliveryRec,
+        now: Timestamp,
+        not_before: Option<Timestamp>,
+    ) {
         if rec.state == DeliveryState::Scheduled {
             let due = not_before.unwrap_or(now);
             rec.due = Some(due);
-            txn.put(Key::new(keys::SCHEDULED).time(due).id(rec.id).build(), Vec::new());
+            txn.put(
+                Key::new(keys::SCHEDULED).time(due).id(rec.id).build(),
+                Vec::new(),
+            );
         } else {
             rec.due = None;
             rec.ready_since = Some(now);
             let mut v = rec.id.as_bytes().to_vec();
             v.extend_from_slice(&now.0.to_be_bytes());
-            txn.put(Key::new(keys::READY).name(&rec.handler).u64(rec.seq).build(), v);
+            txn.put(
+                Key::new(keys::READY)
+                    .name(&rec.handler)
+                    .u64(rec.seq)
+                    .build(),
+                v,
+            );
             txn.woke = true;
         }
     }
@@ -532,19 +649,20 @@ impl Inner {
     fn unindex(&self, txn: &mut Txn<'_>, rec: &DeliveryRec) {
         let key = match rec.state {
             DeliveryState::Ready => Key::new(keys::READY).name(&rec.handler).u64(rec.seq),
-            DeliveryState::Scheduled | DeliveryState::Retrying => {
-                Key::new(keys::SCHEDULED).time(rec.due.unwrap_or(Timestamp(0))).id(rec.id)
-            }
-            DeliveryState::Leased => {
-                Key::new(keys::LEASED).time(rec.lease.map(|l| l.1).unwrap_or(Timestamp(0))).id(rec.id)
-            }
+            DeliveryState::Scheduled | DeliveryState::Retrying => Key::new(keys::SCHEDULED)
+                .time(rec.due.unwrap_or(Timestamp(0)))
+                .id(rec.id),
+            DeliveryState::Leased => Key::new(keys::LEASED)
+                .time(rec.lease.map(|l| l.1).unwrap_or(Timestamp(0)))
+                .id(rec.id),
             DeliveryState::Blocked => Key::new(keys::BLOCKED)
                 .name(&rec.handler)
                 .name(rec.ordering_key.as_deref().unwrap_or(""))
                 .u64(rec.seq),
-            DeliveryState::Dead => {
-                Key::new(keys::DEAD).name(&rec.handler).time(rec.dead_at.unwrap_or(Timestamp(0))).id(rec.id)
-            }
+            DeliveryState::Dead => Key::new(keys::DEAD)
+                .name(&rec.handler)
+                .time(rec.dead_at.unwrap_or(Timestamp(0)))
+                .id(rec.id),
             DeliveryState::Succeeded => return,
         };
         txn.del(key.build());
@@ -553,8 +671,13 @@ impl Inner {
     /// The delivery left the in-flight set for its key: hand the key to the next
     /// blocked delivery, if any.
     fn release_key(&self, txn: &mut Txn<'_>, rec: &DeliveryRec, now: Timestamp) -> StoreResult<()> {
-        let Some(key) = &rec.ordering_key else { return Ok(()) };
-        let head = Key::new(keys::KEY_HEAD).name(&rec.handler).name(key).build();
+        let Some(key) = &rec.ordering_key else {
+            return Ok(());
+        };
+        let head = Key::new(keys::KEY_HEAD)
+            .name(&rec.handler)
+            .name(key)
+            .build();
         if txn.get(&head)?.and_then(|v| uuid_at(&v, 0)) != Some(rec.id) {
             return Ok(());
         }
@@ -587,11 +710,26 @@ impl Inner {
     }
 
     /// Writes the outcome into the running attempt's record and drops the lease.
-    fn finish_attempt(&self, txn: &mut Txn<'_>, rec: &mut DeliveryRec, report: AttemptReport, now: Timestamp) -> StoreResult<()> {
-        let key = Key::new(keys::ATTEMPT).id(rec.id).u32(rec.attempt_records).build();
+    fn finish_attempt(
+        &self,
+        txn: &mut Txn<'_>,
+        rec: &mut DeliveryRec,
+        report: AttemptReport,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let key = Key::new(keys::ATTEMPT)
+            .id(rec.id)
+            .u32(rec.attempt_records)
+            .build();
         let mut attempt: AttemptRecord = match txn.get(&key)? {
             Some(v) => decode_json(&v)?,
-            None => AttemptRecord { number: rec.attempt, round: rec.round, started_at: now, finished_at: None, report: None },
+            None => AttemptRecord {
+                number: rec.attempt,
+                round: rec.round,
+                started_at: now,
+                finished_at: None,
+                report: None,
+            },
         };
         attempt.finished_at = Some(now);
         attempt.report = Some(report);
@@ -602,15 +740,31 @@ impl Inner {
         Ok(())
     }
 
-    fn record_interrupted(&self, txn: &mut Txn<'_>, rec: &mut DeliveryRec, reason: &str, now: Timestamp) -> StoreResult<()> {
-        let module = self.handlers.read().unwrap_or_else(|p| p.into_inner()).get(&rec.handler).map(|h| h.module_sha256.clone());
-        let key = Key::new(keys::ATTEMPT).id(rec.id).u32(rec.attempt_records).build();
+    fn record_interrupted(
+        &self,
+        txn: &mut Txn<'_>,
+        rec: &mut DeliveryRec,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let module = self
+            .handlers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&rec.handler)
+            .map(|h| h.module_sha256.clone());
+        let key = Key::new(keys::ATTEMPT)
+            .id(rec.id)
+            .u32(rec.attempt_records)
+            .build();
         let started = match txn.get(&key)? {
             Some(v) => decode_json::<AttemptRecord>(&v)?.started_at,
             None => now,
         };
         let report = AttemptReport {
-            outcome: Outcome::Interrupted { reason: reason.to_string() },
+            outcome: Outcome::Interrupted {
+                reason: reason.to_string(),
+            },
             duration_ms: now.since(started).as_millis() as u64,
             module_sha256: module.unwrap_or_default(),
             stdout: Bytes::new(),
@@ -624,23 +778,46 @@ impl Inner {
     }
 
     /// Dead-letters a delivery (its lease and index entry already removed).
-    fn kill(&self, txn: &mut Txn<'_>, rec: &mut DeliveryRec, reason: String, now: Timestamp) -> StoreResult<()> {
+    fn kill(
+        &self,
+        txn: &mut Txn<'_>,
+        rec: &mut DeliveryRec,
+        reason: String,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         self.move_to(txn, rec, DeliveryState::Dead);
-        rec.dead_reason = Some(reason.clone());
+
         rec.dead_at = Some(now);
         rec.due = None;
-        txn.put(Key::new(keys::DEAD).name(&rec.handler).time(now).id(rec.id).build(), Vec::new());
+        txn.put(
+            Key::new(keys::DEAD)
+                .name(&rec.handler)
+                .time(now)
+                .id(rec.id)
+                .build(),
+            Vec::new(),
+        );
         tracing::warn!(delivery = %rec.id, message = %rec.message_id, handler = %rec.handler, %reason, "delivery dead-lettered");
+        rec.dead_reason = Some(reason);
         self.release_key(txn, rec, now)
     }
 
     /// Applies a failure's disposition to a delivery whose attempt was finished.
-    fn dispose(&self, txn: &mut Txn<'_>, rec: &mut DeliveryRec, disposition: Disposition, now: Timestamp) -> StoreResult<()> {
+    fn dispose(
+        &self,
+        txn: &mut Txn<'_>,
+        rec: &mut DeliveryRec,
+        disposition: Disposition,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         match disposition {
             Disposition::Retry { at } => {
                 self.move_to(txn, rec, DeliveryState::Retrying);
                 rec.due = Some(at);
-                txn.put(Key::new(keys::SCHEDULED).time(at).id(rec.id).build(), Vec::new());
+                txn.put(
+                    Key::new(keys::SCHEDULED).time(at).id(rec.id).build(),
+                    Vec::new(),
+                );
                 Ok(())
             }
             Disposition::Dead { reason } => self.kill(txn, rec, reason, now),
@@ -648,15 +825,28 @@ impl Inner {
     }
 
     /// Deletes a delivery with its attempts and index entries.
-    fn delete_delivery(&self, txn: &mut Txn<'_>, rec: &DeliveryRec, now: Timestamp) -> StoreResult<()> {
+    fn delete_delivery(
+        &self,
+        txn: &mut Txn<'_>,
+        rec: &DeliveryRec,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         self.unindex(txn, rec);
         if rec.state.is_open() {
             self.release_key(txn, rec, now)?;
         }
         txn.count(&rec.handler, rec.state, -1);
         txn.del(Key::new(keys::DELIVERY).id(rec.id).build());
-        txn.del(Key::new(keys::MESSAGE_DELIVERY).id(rec.message_id).id(rec.id).build());
-        for kv in self.tree.scan_prefix(Key::new(keys::ATTEMPT).id(rec.id).build()) {
+        txn.del(
+            Key::new(keys::MESSAGE_DELIVERY)
+                .id(rec.message_id)
+                .id(rec.id)
+                .build(),
+        );
+        for kv in self
+            .tree
+            .scan_prefix(Key::new(keys::ATTEMPT).id(rec.id).build())
+        {
             let (k, _) = kv.map_err(sled_error)?;
             txn.del(k.to_vec());
         }
@@ -678,7 +868,10 @@ impl Inner {
     fn validate(&self, m: &NewMessage) -> StoreResult<()> {
         validate_topic(&m.topic)?;
         if m.payload.len() > self.config.max_payload_bytes {
-            return Err(StoreError::PayloadTooLarge { size: m.payload.len(), max: self.config.max_payload_bytes });
+            return Err(StoreError::PayloadTooLarge {
+                size: m.payload.len(),
+                max: self.config.max_payload_bytes,
+            });
         }
         if let Some(k) = &m.ordering_key {
             validate_key("ordering key", k)?;
@@ -722,16 +915,26 @@ impl Inner {
             .filter(|h| h.topic == m.topic)
             .map(|h| h.name.clone())
             .collect();
-        if !outbox && txn.get(&Key::new(keys::TOPIC).name(&m.topic).build())?.is_none() {
+        if !outbox
+            && txn
+                .get(&Key::new(keys::TOPIC).name(&m.topic).build())?
+                .is_none()
+        {
             return Err(StoreError::UnknownTopic(m.topic));
         }
         if let Some(key) = &m.idempotency_key {
-            let ikey = Key::new(keys::IDEMPOTENCY).name(&m.topic).raw(key.as_bytes()).build();
+            let ikey = Key::new(keys::IDEMPOTENCY)
+                .name(&m.topic)
+                .raw(key.as_bytes())
+                .build();
             if let Some(v) = txn.get(&ikey)? {
                 let at = Timestamp(u64_at(&v, 16).unwrap_or(0));
                 if now < at.plus(self.config.idempotency_window) {
                     let id = uuid_at(&v, 0).ok_or_else(|| corrupt("idempotency entry"))?;
-                    return Ok(Enqueued { id, duplicate: true });
+                    return Ok(Enqueued {
+                        id,
+                        duplicate: true,
+                    });
                 }
             }
         }
@@ -739,7 +942,11 @@ impl Inner {
             let depth = self.depth(w, txn, &subscribers);
             let max = self.config.max_topic_depth;
             if depth + subscribers.len() as u64 > max {
-                return Err(StoreError::QueueFull { topic: m.topic, depth, max });
+                return Err(StoreError::QueueFull {
+                    topic: m.topic,
+                    depth,
+                    max,
+                });
             }
         }
         let id = new_id(now);
@@ -747,9 +954,22 @@ impl Inner {
         if let Some(key) = &m.idempotency_key {
             let mut v = id.as_bytes().to_vec();
             v.extend_from_slice(&now.0.to_be_bytes());
-            txn.put(Key::new(keys::IDEMPOTENCY).name(&m.topic).raw(key.as_bytes()).build(), v);
+            txn.put(
+                Key::new(keys::IDEMPOTENCY)
+                    .name(&m.topic)
+                    .raw(key.as_bytes())
+                    .build(),
+                v,
+            );
             let expiry = now.plus(self.config.idempotency_window);
-            txn.put(Key::new(keys::IDEMPOTENCY_EXPIRY).time(expiry).name(&m.topic).raw(key.as_bytes()).build(), Vec::new());
+            txn.put(
+                Key::new(keys::IDEMPOTENCY_EXPIRY)
+                    .time(expiry)
+                    .name(&m.topic)
+                    .raw(key.as_bytes())
+                    .build(),
+                Vec::new(),
+            );
         }
         let message = Message {
             id,
@@ -759,17 +979,34 @@ impl Inner {
             idempotency_key,
             headers: m.headers,
             enqueued_at: now,
+            enqueued_at_micros: self.clock.now_micros(),
             not_before: m.not_before,
         };
-        txn.put(Key::new(keys::TOPIC_MESSAGE).name(&message.topic).id(id).build(), Vec::new());
+        txn.put(
+            Key::new(keys::TOPIC_MESSAGE)
+                .name(&message.topic)
+                .id(id)
+                .build(),
+            Vec::new(),
+        );
         for handler in subscribers {
             self.new_delivery(w, txn, &message, handler, now)?;
         }
         txn.put(Key::new(keys::MESSAGE).id(id).build(), encode(&message)?);
-        Ok(Enqueued { id, duplicate: false })
+        Ok(Enqueued {
+            id,
+            duplicate: false,
+        })
     }
 
-    fn new_delivery(&self, w: &mut Writer, txn: &mut Txn<'_>, message: &Message, handler: String, now: Timestamp) -> StoreResult<()> {
+    fn new_delivery(
+        &self,
+        w: &mut Writer,
+        txn: &mut Txn<'_>,
+        message: &Message,
+        handler: String,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let mut rec = DeliveryRec {
             id: new_id(now),
             message_id: message.id,
@@ -788,14 +1025,23 @@ impl Inner {
             dead_at: None,
             created_at: now,
         };
-        txn.put(Key::new(keys::MESSAGE_DELIVERY).id(message.id).id(rec.id).build(), Vec::new());
+        txn.put(
+            Key::new(keys::MESSAGE_DELIVERY)
+                .id(message.id)
+                .id(rec.id)
+                .build(),
+            Vec::new(),
+        );
         self.place(txn, &mut rec, now)?;
         txn.put_delivery(&rec)
     }
 
     fn status(&self, rec: DeliveryRec) -> StoreResult<DeliveryStatus> {
         let mut attempts = Vec::new();
-        for kv in self.tree.scan_prefix(Key::new(keys::ATTEMPT).id(rec.id).build()) {
+        for kv in self
+            .tree
+            .scan_prefix(Key::new(keys::ATTEMPT).id(rec.id).build())
+        {
             let (_, v) = kv.map_err(sled_error)?;
             attempts.push(decode_json(&v)?);
         }
@@ -817,45 +1063,58 @@ impl Inner {
         Txn::new(&self.tree).delivery(id)
     }
 
-    /// Dead deliveries matching `filter`, in DLQ order, starting after `after`.
-    fn dead_matching(&self, filter: &DeadFilter, after: Option<DeliveryId>, limit: usize) -> StoreResult<Vec<DeliveryRec>> {
+    /// Dead deliveries matching `filter`, oldest death first (ties by handler,
+    /// then id), starting after `after`. Reads at most `limit` matches per
+    /// handler, then merges.
+    fn dead_matching(
+        &self,
+        filter: &DeadFilter,
+        after: Option<DeliveryId>,
+        limit: usize,
+    ) -> StoreResult<Vec<DeliveryRec>> {
         let handlers: Vec<String> = match &filter.handler {
             Some(h) => vec![self.handler_record(h)?.name],
-            None => self.handlers.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect(),
+            None => self
+                .handlers
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned()
+                .collect(),
         };
-        let start = match after {
+        // The cursor's position in the global order (dead at, handler, id).
+        let cursor = match after {
             Some(id) => {
                 let rec = self.read_delivery(id)?;
-                let key = Key::new(keys::DEAD).name(&rec.handler).time(rec.dead_at.unwrap_or(Timestamp(0))).id(id).build();
-                Some((rec.handler, key))
+                Some((rec.dead_at.unwrap_or(Timestamp(0)), rec.handler, id))
             }
             None => None,
         };
-        let mut out = Vec::new();
+        let since = filter.since.unwrap_or(Timestamp(0));
+        let mut found: Vec<(Timestamp, String, DeliveryRec)> = Vec::new();
         for h in handlers {
-            if let Some((sh, _)) = &start {
-                if &h < sh {
-                    continue;
-                }
-            }
             let prefix = Key::new(keys::DEAD).name(&h).build();
-            let lo = match &start {
-                Some((sh, key)) if *sh == h => {
-                    let mut k = key.clone();
-                    k.push(0);
-                    k
+            let lo = match &cursor {
+                Some((at, ch, id)) if *at >= since => {
+                    if &h < ch {
+                        Key::new(keys::DEAD).name(&h).u64(at.0 + 1).build()
+                    } else if &h == ch {
+                        let mut k = Key::new(keys::DEAD).name(&h).time(*at).id(*id).build();
+                        k.push(0);
+                        k
+                    } else {
+                        Key::new(keys::DEAD).name(&h).time(*at).build()
+                    }
                 }
-                _ => Key::new(keys::DEAD).name(&h).time(filter.since.unwrap_or(Timestamp(0))).build(),
+                _ => Key::new(keys::DEAD).name(&h).time(since).build(),
             };
+            let mut taken = 0;
             for kv in self.tree.range(lo..) {
                 let (k, _) = kv.map_err(sled_error)?;
-                if !k.starts_with(&prefix) {
+                if !k.starts_with(&prefix) || taken >= limit {
                     break;
                 }
                 let at = Timestamp(u64_at(&k, prefix.len()).ok_or_else(|| corrupt("dead key"))?);
-                if filter.since.is_some_and(|s| at < s) {
-                    continue;
-                }
                 if filter.until.is_some_and(|u| at >= u) {
                     break;
                 }
@@ -864,23 +1123,29 @@ impl Inner {
                 if let Some(kind) = &filter.outcome {
                     let last = self
                         .tree
-                        .get(Key::new(keys::ATTEMPT).id(id).u32(rec.attempt_records).build())
+                        .get(
+                            Key::new(keys::ATTEMPT)
+                                .id(id)
+                                .u32(rec.attempt_records)
+                                .build(),
+                        )
                         .map_err(sled_error)?;
                     let last_kind = match last {
-                        Some(v) => decode_json::<AttemptRecord>(&v)?.report.map(|r| r.outcome.kind()),
+                        Some(v) => decode_json::<AttemptRecord>(&v)?
+                            .report
+                            .map(|r| r.outcome.kind()),
                         None => None,
                     };
                     if last_kind != Some(kind.as_str()) {
                         continue;
                     }
                 }
-                out.push(rec);
-                if out.len() >= limit {
-                    return Ok(out);
-                }
+                found.push((at, h.clone(), rec));
+                taken += 1;
             }
         }
-        Ok(out)
+        found.sort_by(|a, b| (a.0, &a.1, a.2.id).cmp(&(b.0, &b.1, b.2.id)));
+        Ok(found.into_iter().take(limit).map(|(_, _, r)| r).collect())
     }
 }
 
@@ -896,14 +1161,17 @@ impl Store for SledStore {
             let mut w = inner.lock();
             let now = inner.clock.now();
             let mut txn = Txn::new(&inner.tree);
-            let old = inner.handlers.read().unwrap_or_else(|p| p.into_inner()).get(&spec.name).cloned();
-            if let Some(old) = &old {
-                if old.topic != spec.topic {
-                    return Err(StoreError::InvalidInput(format!(
-                        "handler {:?} is subscribed to topic {:?}; remove it first to subscribe it to {:?}",
-                        spec.name, old.topic, spec.topic
-                    )));
-                }
+            let old = inner
+                .handlers
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&spec.name)
+                .cloned();
+            if let Some(old) = old.as_ref().filter(|o| o.topic != spec.topic) {
+                return Err(StoreError::InvalidInput(format!(
+                    "handler {:?} is subscribed to topic {:?}; remove it first to subscribe it to {:?}",
+                    spec.name, old.topic, spec.topic
+                )));
             }
             let record = HandlerRecord {
                 name: spec.name.clone(),
@@ -919,10 +1187,17 @@ impl Store for SledStore {
             if txn.get(&mkey)?.is_none() {
                 txn.put(mkey, module.to_vec());
             }
-            txn.put(Key::new(keys::HANDLER).raw(spec.name.as_bytes()).build(), encode_json(&record)?);
+            txn.put(
+                Key::new(keys::HANDLER).raw(spec.name.as_bytes()).build(),
+                encode_json(&record)?,
+            );
             txn.put(Key::new(keys::TOPIC).name(&spec.topic).build(), Vec::new());
             inner.commit(&mut w, txn)?;
-            inner.handlers.write().unwrap_or_else(|p| p.into_inner()).insert(spec.name, record.clone());
+            inner
+                .handlers
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(spec.name, record.clone());
             record
         };
         inner.flusher.durable().await?;
@@ -934,7 +1209,14 @@ impl Store for SledStore {
     }
 
     async fn handlers(&self) -> StoreResult<Vec<HandlerRecord>> {
-        Ok(self.inner.handlers.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect())
+        Ok(self
+            .inner
+            .handlers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect())
     }
 
     async fn module(&self, sha256: &str) -> StoreResult<Bytes> {
@@ -943,7 +1225,8 @@ impl Store for SledStore {
             .tree
             .get(Key::new(keys::MODULE).raw(sha256.as_bytes()).build())
             .map_err(sled_error)?;
-        v.map(|v| Bytes::copy_from_slice(&v)).ok_or_else(|| StoreError::UnknownModule(sha256.to_string()))
+        v.map(|v| Bytes::copy_from_slice(&v))
+            .ok_or_else(|| StoreError::UnknownModule(sha256.to_string()))
     }
 
     async fn set_paused(&self, name: &str, paused: bool) -> StoreResult<HandlerRecord> {
@@ -954,10 +1237,17 @@ impl Store for SledStore {
             record.paused = paused;
             record.updated_at = inner.clock.now();
             let mut txn = Txn::new(&inner.tree);
-            txn.put(Key::new(keys::HANDLER).raw(name.as_bytes()).build(), encode_json(&record)?);
+            txn.put(
+                Key::new(keys::HANDLER).raw(name.as_bytes()).build(),
+                encode_json(&record)?,
+            );
             txn.woke = !paused;
             inner.commit(&mut w, txn)?;
-            inner.handlers.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), record.clone());
+            inner
+                .handlers
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_string(), record.clone());
             record
         };
         inner.flusher.durable().await?;
@@ -972,7 +1262,11 @@ impl Store for SledStore {
             let mut txn = Txn::new(&inner.tree);
             txn.del(Key::new(keys::HANDLER).raw(name.as_bytes()).build());
             inner.commit(&mut w, txn)?;
-            inner.handlers.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+            inner
+                .handlers
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name);
         }
         // No new deliveries reach it now; delete the existing ones in chunks so
         // the queue keeps moving meanwhile.
@@ -1047,7 +1341,11 @@ impl Store for SledStore {
         let expires_at = now.plus(lease_for);
         let mut txn = Txn::new(&inner.tree);
         let mut out = Vec::new();
-        for kv in inner.tree.scan_prefix(Key::new(keys::READY).name(handler).build()).take(max) {
+        for kv in inner
+            .tree
+            .scan_prefix(Key::new(keys::READY).name(handler).build())
+            .take(max)
+        {
             let (k, v) = kv.map_err(sled_error)?;
             txn.del(k.to_vec());
             let id = uuid_at(&v, 0).ok_or_else(|| corrupt("ready entry"))?;
@@ -1058,13 +1356,32 @@ impl Store for SledStore {
             rec.attempt_records += 1;
             rec.lease = Some((token, expires_at));
             rec.ready_since = None;
-            txn.put(Key::new(keys::LEASED).time(expires_at).id(id).build(), Vec::new());
-            let attempt = AttemptRecord { number: rec.attempt, round: rec.round, started_at: now, finished_at: None, report: None };
-            txn.put(Key::new(keys::ATTEMPT).id(id).u32(rec.attempt_records).build(), encode_json(&attempt)?);
+            txn.put(
+                Key::new(keys::LEASED).time(expires_at).id(id).build(),
+                Vec::new(),
+            );
+            let attempt = AttemptRecord {
+                number: rec.attempt,
+                round: rec.round,
+                started_at: now,
+                finished_at: None,
+                report: None,
+            };
+            txn.put(
+                Key::new(keys::ATTEMPT)
+                    .id(id)
+                    .u32(rec.attempt_records)
+                    .build(),
+                encode_json(&attempt)?,
+            );
             txn.put_delivery(&rec)?;
             let message = txn.message(rec.message_id)?;
             out.push(Leased {
-                lease: Lease { delivery_id: id, token, expires_at },
+                lease: Lease {
+                    delivery_id: id,
+                    token,
+                    expires_at,
+                },
                 message,
                 handler: handler.to_string(),
                 attempt: rec.attempt,
@@ -1082,19 +1399,34 @@ impl Store for SledStore {
         let mut w = inner.lock();
         let mut txn = Txn::new(&inner.tree);
         let mut rec = inner.leased(&txn, lease)?;
-        let lease_for = inner.policy(&rec.handler).map(|p| p.lease()).unwrap_or(Duration::from_secs(75));
+        let lease_for = inner
+            .policy(&rec.handler)
+            .map(|p| p.lease())
+            .unwrap_or(Duration::from_secs(75));
         let expires_at = inner.clock.now().plus(lease_for);
         if let Some((_, old)) = rec.lease {
             txn.del(Key::new(keys::LEASED).time(old).id(rec.id).build());
         }
         rec.lease = Some((lease.token, expires_at));
-        txn.put(Key::new(keys::LEASED).time(expires_at).id(rec.id).build(), Vec::new());
+        txn.put(
+            Key::new(keys::LEASED).time(expires_at).id(rec.id).build(),
+            Vec::new(),
+        );
         txn.put_delivery(&rec)?;
         inner.commit(&mut w, txn)?;
-        Ok(Lease { delivery_id: lease.delivery_id, token: lease.token, expires_at })
+        Ok(Lease {
+            delivery_id: lease.delivery_id,
+            token: lease.token,
+            expires_at,
+        })
     }
 
-    async fn complete(&self, lease: &Lease, report: AttemptReport, outbox: Vec<OutboxMessage>) -> StoreResult<()> {
+    async fn complete(
+        &self,
+        lease: &Lease,
+        report: AttemptReport,
+        outbox: Vec<OutboxMessage>,
+    ) -> StoreResult<()> {
         let inner = &self.inner;
         for o in &outbox {
             validate_topic(&o.topic)?;
@@ -1133,7 +1465,12 @@ impl Store for SledStore {
         inner.flusher.durable().await
     }
 
-    async fn fail(&self, lease: &Lease, report: AttemptReport, disposition: Disposition) -> StoreResult<()> {
+    async fn fail(
+        &self,
+        lease: &Lease,
+        report: AttemptReport,
+        disposition: Disposition,
+    ) -> StoreResult<()> {
         let inner = &self.inner;
         {
             let mut w = inner.lock();
@@ -1176,7 +1513,12 @@ impl Store for SledStore {
         inner.flusher.durable().await
     }
 
-    async fn dead_letters(&self, filter: &DeadFilter, after: Option<DeliveryId>, limit: usize) -> StoreResult<Vec<DeliveryStatus>> {
+    async fn dead_letters(
+        &self,
+        filter: &DeadFilter,
+        after: Option<DeliveryId>,
+        limit: usize,
+    ) -> StoreResult<Vec<DeliveryStatus>> {
         let recs = self.inner.dead_matching(filter, after, limit)?;
         recs.into_iter().map(|r| self.inner.status(r)).collect()
     }
@@ -1227,7 +1569,10 @@ impl Store for SledStore {
         let inner = &self.inner;
         let record = inner.handler_record(handler)?;
         let prefix = Key::new(keys::TOPIC_MESSAGE).name(&record.topic).build();
-        let mut from = Key::new(keys::TOPIC_MESSAGE).name(&record.topic).id(keys::min_uuid_at(since)).build();
+        let mut from = Key::new(keys::TOPIC_MESSAGE)
+            .name(&record.topic)
+            .id(keys::min_uuid_at(since))
+            .build();
         let mut count = 0;
         loop {
             let mut w = inner.lock();
@@ -1240,7 +1585,9 @@ impl Store for SledStore {
                     break;
                 }
                 let id = uuid_at(&k, prefix.len()).ok_or_else(|| corrupt("topic index"))?;
-                let Ok(message) = txn.message(id) else { continue };
+                let Ok(message) = txn.message(id) else {
+                    continue;
+                };
                 inner.new_delivery(&mut w, &mut txn, &message, handler.to_string(), now)?;
                 count += 1;
                 last = Some(k.to_vec());
@@ -1340,7 +1687,11 @@ impl Store for SledStore {
             let now = inner.clock.now();
             let mut txn = Txn::new(&inner.tree);
             // Idempotency keys past the window.
-            for kv in inner.tree.scan_prefix([keys::IDEMPOTENCY_EXPIRY]).take(limit) {
+            for kv in inner
+                .tree
+                .scan_prefix([keys::IDEMPOTENCY_EXPIRY])
+                .take(limit)
+            {
                 let (k, _) = kv.map_err(sled_error)?;
                 if u64_at(&k, 1).is_none_or(|exp| exp > now.0) {
                     break;
@@ -1356,8 +1707,17 @@ impl Store for SledStore {
                 }
             }
             // Dead deliveries past DLQ retention.
-            let dead_cutoff = Timestamp(now.0.saturating_sub(inner.config.dlq_retention.as_millis() as u64));
-            let names: Vec<String> = inner.handlers.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+            let dead_cutoff = Timestamp(
+                now.0
+                    .saturating_sub(inner.config.dlq_retention.as_millis() as u64),
+            );
+            let names: Vec<String> = inner
+                .handlers
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned()
+                .collect();
             for h in names {
                 let prefix = Key::new(keys::DEAD).name(&h).build();
                 for kv in inner.tree.scan_prefix(&prefix).take(limit) {
@@ -1372,8 +1732,15 @@ impl Store for SledStore {
                 }
             }
             // Messages past retention whose deliveries all succeeded.
-            let cutoff = Timestamp(now.0.saturating_sub(inner.config.message_retention.as_millis() as u64));
-            let start = if w.prune_cursor.is_empty() { vec![keys::MESSAGE] } else { w.prune_cursor.clone() };
+            let cutoff = Timestamp(
+                now.0
+                    .saturating_sub(inner.config.message_retention.as_millis() as u64),
+            );
+            let start = if w.prune_cursor.is_empty() {
+                vec![keys::MESSAGE]
+            } else {
+                w.prune_cursor.clone()
+            };
             let mut cursor = Vec::new();
             for kv in inner.tree.range(start..).take(limit) {
                 let (k, v) = kv.map_err(sled_error)?;
@@ -1387,7 +1754,10 @@ impl Store for SledStore {
                 cursor = k.to_vec();
                 cursor.push(0);
                 let mut recs = Vec::new();
-                for kv in inner.tree.scan_prefix(Key::new(keys::MESSAGE_DELIVERY).id(id).build()) {
+                for kv in inner
+                    .tree
+                    .scan_prefix(Key::new(keys::MESSAGE_DELIVERY).id(id).build())
+                {
                     let (dk, _) = kv.map_err(sled_error)?;
                     let did = uuid_at(&dk, 17).ok_or_else(|| corrupt("message delivery key"))?;
                     recs.push(txn.delivery(did)?);
@@ -1400,7 +1770,12 @@ impl Store for SledStore {
                 }
                 let message: Message = decode(&v)?;
                 txn.del(k.to_vec());
-                txn.del(Key::new(keys::TOPIC_MESSAGE).name(&message.topic).id(id).build());
+                txn.del(
+                    Key::new(keys::TOPIC_MESSAGE)
+                        .name(&message.topic)
+                        .id(id)
+                        .build(),
+                );
                 report.messages += 1;
             }
             w.prune_cursor = cursor;
@@ -1415,12 +1790,18 @@ impl Store for SledStore {
         let txn = Txn::new(&inner.tree);
         let message = txn.message(id)?;
         let mut deliveries = Vec::new();
-        for kv in inner.tree.scan_prefix(Key::new(keys::MESSAGE_DELIVERY).id(id).build()) {
+        for kv in inner
+            .tree
+            .scan_prefix(Key::new(keys::MESSAGE_DELIVERY).id(id).build())
+        {
             let (k, _) = kv.map_err(sled_error)?;
             let did = uuid_at(&k, 17).ok_or_else(|| corrupt("message delivery key"))?;
             deliveries.push(inner.status(txn.delivery(did)?)?);
         }
-        Ok(MessageStatus { message, deliveries })
+        Ok(MessageStatus {
+            message,
+            deliveries,
+        })
     }
 
     async fn delivery(&self, id: DeliveryId) -> StoreResult<DeliveryStatus> {
@@ -1430,7 +1811,13 @@ impl Store for SledStore {
 
     async fn stats(&self) -> StoreResult<Stats> {
         let inner = &self.inner;
-        let handlers: Vec<HandlerRecord> = inner.handlers.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let handlers: Vec<HandlerRecord> = inner
+            .handlers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         let counts = inner.lock().counts.clone();
         let mut out = Vec::new();
         let mut topic_depth = BTreeMap::new();
@@ -1441,12 +1828,145 @@ impl Store for SledStore {
             }
             let open: u64 = c.iter().filter(|(s, _)| s.is_open()).map(|(_, n)| *n).sum();
             *topic_depth.entry(h.topic.clone()).or_insert(0) += open;
-            let oldest_ready_at = match inner.tree.scan_prefix(Key::new(keys::READY).name(&h.name).build()).next() {
+            let oldest_ready_at = match inner
+                .tree
+                .scan_prefix(Key::new(keys::READY).name(&h.name).build())
+                .next()
+            {
                 Some(kv) => u64_at(&kv.map_err(sled_error)?.1, 16).map(Timestamp),
                 None => None,
             };
-            out.push(HandlerStats { handler: h.name, topic: h.topic, paused: h.paused, counts: c, oldest_ready_at });
+            out.push(HandlerStats {
+                handler: h.name,
+                topic: h.topic,
+                paused: h.paused,
+                counts: c,
+                oldest_ready_at,
+            });
         }
-        Ok(Stats { handlers: out, topic_depth, flushes: self.flush_count() })
+        Ok(Stats {
+            handlers: out,
+            topic_depth,
+            flushes: self.flush_count(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn report(outcome: Outcome) -> AttemptReport {
+        AttemptReport {
+            outcome,
+            duration_ms: 1,
+            module_sha256: "x".into(),
+            stdout: Bytes::new(),
+            stdout_truncated: false,
+            stderr: Bytes::new(),
+            stderr_truncated: false,
+            peak_memory_bytes: 0,
+            fuel_used: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn smoke_enqueue_lease_complete_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+        let open = || {
+            SledStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap()
+        };
+        let s = open();
+        let spec = HandlerSpec {
+            name: "h".into(),
+            topic: "t".into(),
+            policy: HandlerPolicy::default(),
+        };
+        s.put_handler(spec, Bytes::from_static(b"\0asm"))
+            .await
+            .unwrap();
+        let e = s
+            .enqueue(vec![NewMessage {
+                topic: "t".into(),
+                payload: Bytes::from_static(b"hi"),
+                ..Default::default()
+            }])
+            .await
+            .unwrap();
+        let leased = s.lease("h", 10).await.unwrap();
+        assert_eq!(leased.len(), 1);
+        assert_eq!(leased[0].message.payload, Bytes::from_static(b"hi"));
+        s.complete(&leased[0].lease, report(Outcome::Ok), vec![])
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.complete(&leased[0].lease, report(Outcome::Ok), vec![])
+                .await,
+            Err(StoreError::LeaseLost(_))
+        ));
+        let second = s
+            .enqueue(vec![NewMessage {
+                topic: "t".into(),
+                payload: Bytes::from_static(b"again"),
+                ..Default::default()
+            }])
+            .await
+            .unwrap();
+        let _held = s.lease("h", 10).await.unwrap();
+        drop(s);
+        let s = open();
+        let st = s.message(e[0].id).await.unwrap();
+        assert_eq!(st.deliveries[0].state, DeliveryState::Succeeded);
+        let st = s.message(second[0].id).await.unwrap();
+        assert_eq!(
+            st.deliveries[0].state,
+            DeliveryState::Ready,
+            "released on open"
+        );
+        assert_eq!(
+            st.deliveries[0].attempts[0]
+                .report
+                .as_ref()
+                .unwrap()
+                .outcome
+                .kind(),
+            "interrupted"
+        );
+        let stats = s.stats().await.unwrap();
+        assert_eq!(stats.handlers[0].counts[&DeliveryState::Succeeded], 1);
+        assert_eq!(stats.handlers[0].counts[&DeliveryState::Ready], 1);
+    }
+    #[tokio::test]
+    async fn disk_full_refuses_acknowledgement_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+        let s =
+            SledStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
+        let spec = HandlerSpec {
+            name: "h".into(),
+            topic: "t".into(),
+            policy: HandlerPolicy::default(),
+        };
+        s.put_handler(spec, Bytes::from_static(b"\0asm"))
+            .await
+            .unwrap();
+        let msg = |p: &'static [u8]| NewMessage {
+            topic: "t".into(),
+            payload: Bytes::from_static(p),
+            ..Default::default()
+        };
+        let acked = s.enqueue(vec![msg(b"before")]).await.unwrap();
+        s.inject_fault(Some(std::io::ErrorKind::StorageFull));
+        let err = s.enqueue(vec![msg(b"during")]).await.unwrap_err();
+        assert!(matches!(err, StoreError::DiskFull(_)), "{err}");
+        assert!(err.is_unavailable());
+        s.inject_fault(None);
+        let after = s.enqueue(vec![msg(b"after")]).await.unwrap();
+        drop(s);
+        let s = SledStore::open(dir.path(), StoreConfig::default(), Arc::new(clock)).unwrap();
+        s.message(acked[0].id).await.unwrap();
+        s.message(after[0].id).await.unwrap();
     }
 }

@@ -1,0 +1,16 @@
+# The two commands of the quick start, and a few more. Each installs what it needs.
+.PHONY: demo test examples lint bench crash
+
+demo:            ## Build the example handlers and sluice, run an embedded server through a scenario.
+	scripts/demo.sh
+
+test:            ## Every test: unit, conformance, property, crash, sandbox, API, CLI, languages.
+	scripts/test.sh
+
+examples:        ## Build every example handler to target/examples/<lang>/<name>.wasm.
+	scripts/build-examples.sh
+
+lint:            ## Formatting, clippy and docs, as CI runs them.
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps

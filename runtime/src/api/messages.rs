@@ -1,0 +1,217 @@
+//! Enqueue (single and batch) and message, delivery and attempt inspection.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine as _;
+
+use super::dto::{
+    AttemptsView, BatchEnqueuedView, BatchItem, DeliveryView, EnqueuedView, MessageView,
+};
+use super::{ApiError, ApiState, MAX_BATCH, body, json, uuid};
+use crate::clock::Timestamp;
+use crate::metrics::Metrics;
+use crate::store::{Enqueued, NewMessage, StoreError};
+use crate::units::parse_duration;
+
+/// Producer's idempotency key.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Ordering key.
+const ORDERING_KEY: &str = "sluice-ordering-key";
+/// Delay, e.g. `10s`.
+const DELAY: &str = "sluice-delay";
+/// Not before, RFC 3339.
+const NOT_BEFORE: &str = "sluice-not-before";
+/// Prefix of message headers: `Sluice-Header-Foo: bar` stores `foo: bar`.
+const HEADER_PREFIX: &str = "sluice-header-";
+
+/// `POST /v1/topics/{topic}/messages`: the raw body is the payload.
+pub(super) async fn enqueue(
+    State(state): State<ApiState>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    payload: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<EnqueuedView>), ApiError> {
+    let payload = body(payload, state.enqueue_body_limit())?;
+    let text = |name: &str| header_text(&headers, name);
+    let mut message_headers = BTreeMap::new();
+    for (name, value) in &headers {
+        if let Some(key) = name.as_str().strip_prefix(HEADER_PREFIX) {
+            let value = value.to_str().map_err(|_| {
+                ApiError::BadRequest(format!("header {name} is not visible ASCII text"))
+            })?;
+            message_headers.insert(key.to_string(), value.to_string());
+        }
+    }
+    let delay = text(DELAY)?
+        .map(|d| parse_duration(&d))
+        .transpose()
+        .map_err(ApiError::BadRequest)?;
+    let not_before = text(NOT_BEFORE)?
+        .map(|t| super::time("Sluice-Not-Before", &t))
+        .transpose()?;
+    let message = NewMessage {
+        topic,
+        payload,
+        ordering_key: text(ORDERING_KEY)?,
+        idempotency_key: text(IDEMPOTENCY_KEY)?,
+        headers: message_headers,
+        not_before: schedule(delay, not_before)?,
+    };
+    let enqueued = enqueue_all(&state, vec![message]).await?;
+    Ok((StatusCode::ACCEPTED, Json(view(enqueued[0]))))
+}
+
+/// `POST /v1/topics/{topic}/messages:batch`: a JSON array of [`BatchItem`],
+/// enqueued atomically (all or nothing).
+pub(super) async fn enqueue_batch(
+    State(state): State<ApiState>,
+    Path(topic): Path<String>,
+    request: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<BatchEnqueuedView>), ApiError> {
+    let items: Vec<BatchItem> = json(&body(request, state.batch_body_limit())?)?;
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "a batch holds 1 to {MAX_BATCH} messages, not {}",
+            items.len()
+        )));
+    }
+    let messages = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            batch_message(&topic, item)
+                .map_err(|e| ApiError::BadRequest(format!("message {i}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let enqueued = enqueue_all(&state, messages).await?;
+    let messages = enqueued.into_iter().map(view).collect();
+    Ok((StatusCode::ACCEPTED, Json(BatchEnqueuedView { messages })))
+}
+
+/// `GET /v1/messages/{id}`.
+pub(super) async fn message(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<MessageView>, ApiError> {
+    let status = state.store.message(uuid("message", &id)?).await?;
+    Ok(Json(status.into()))
+}
+
+/// `GET /v1/deliveries/{id}`.
+pub(super) async fn delivery(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryView>, ApiError> {
+    let status = state.store.delivery(uuid("delivery", &id)?).await?;
+    Ok(Json(status.into()))
+}
+
+/// `GET /v1/deliveries/{id}/attempts`.
+pub(super) async fn attempts(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<AttemptsView>, ApiError> {
+    let d = DeliveryView::from(state.store.delivery(uuid("delivery", &id)?).await?);
+    Ok(Json(AttemptsView {
+        delivery_id: d.id,
+        handler: d.handler,
+        attempts: d.attempts,
+    }))
+}
+
+/// Enqueues and records the enqueue counters.
+async fn enqueue_all(state: &ApiState, batch: Vec<NewMessage>) -> Result<Vec<Enqueued>, ApiError> {
+    match state.store.enqueue(batch).await {
+        Ok(enqueued) => {
+            let duplicates = enqueued.iter().filter(|e| e.duplicate).count() as u64;
+            Metrics::add(&state.metrics.duplicates, duplicates);
+            Metrics::add(&state.metrics.enqueued, enqueued.len() as u64 - duplicates);
+            Ok(enqueued)
+        }
+        Err(e @ StoreError::QueueFull { .. }) => {
+            Metrics::add(&state.metrics.queue_full, 1);
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn view(e: Enqueued) -> EnqueuedView {
+    EnqueuedView {
+        id: e.id,
+        duplicate: e.duplicate,
+    }
+}
+
+/// A header as text; `None` when absent.
+fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str().map(str::to_string).map_err(|_| {
+                ApiError::BadRequest(format!("header {name} is not visible ASCII text"))
+            })
+        })
+        .transpose()
+}
+
+/// The not-before time from a delay (relative to the system clock) or an
+/// absolute time; giving both is an error.
+fn schedule(
+    delay: Option<Duration>,
+    not_before: Option<Timestamp>,
+) -> Result<Option<Timestamp>, ApiError> {
+    match (delay, not_before) {
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(
+            "give a delay or a not-before time, not both".into(),
+        )),
+        (Some(d), None) => Ok(Some(super::dto::system_now().plus(d))),
+        (None, at) => Ok(at),
+    }
+}
+
+fn batch_message(topic: &str, item: BatchItem) -> Result<NewMessage, ApiError> {
+    let payload = match (item.payload, item.payload_base64) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give payload or payload_base64, not both".into(),
+            ));
+        }
+        (Some(text), None) => Bytes::from(text),
+        (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map(Bytes::from)
+            .map_err(|e| {
+                ApiError::BadRequest(format!("payload_base64 is not valid base64: {e}"))
+            })?,
+        (None, None) => Bytes::new(),
+    };
+    let delay = match (item.delay_ms, item.delay) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give delay_ms or delay, not both".into(),
+            ));
+        }
+        (Some(ms), None) => Some(Duration::from_millis(ms)),
+        (None, Some(text)) => Some(parse_duration(&text).map_err(ApiError::BadRequest)?),
+        (None, None) => None,
+    };
+    let not_before = item
+        .not_before
+        .map(|t| super::time("not_before", &t))
+        .transpose()?;
+    Ok(NewMessage {
+        topic: topic.to_string(),
+        payload,
+        ordering_key: item.ordering_key,
+        idempotency_key: item.idempotency_key,
+        headers: item.headers,
+        not_before: schedule(delay, not_before)?,
+    })
+}

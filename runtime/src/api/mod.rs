@@ -1,0 +1,211 @@
+//! The HTTP API: JSON under `/v1`, plus `/metrics` and `/healthz`.
+//!
+//! [`router`] builds the whole axum [`Router`] from an [`ApiState`]; `sluice
+//! serve` binds it to a listener, tests call it with `tower::ServiceExt::oneshot`
+//! without opening a port. Every failure is an [`ApiError`], turned into a status
+//! and a JSON body `{"error": {"code", "message"}}` in exactly one place
+//! ([`ApiError::status`]). The routes, their bodies and statuses are documented in
+//! `docs/api.md`.
+//!
+//! # Module map
+//! - [`error`]: [`ApiError`], the one mapping of errors to statuses.
+//! - [`dto`]: the JSON documents, shared with the CLI.
+//! - `auth`: the bearer-token check.
+//! - `messages`: enqueue (single and batch), message, delivery and attempts.
+//! - `registry`: handler registration (module validated by the sandbox first),
+//!   list, show, remove, pause, resume, replay from a time.
+//! - `dlq`: list, show, replay and purge dead deliveries.
+//! - `observe`: stats, `/healthz` and `/metrics` (rendered by `prometheus`).
+//!
+//! # Body limits
+//! Each route reads at most a fixed number of bytes and answers `413` with the
+//! JSON error past it (never a bare 413): enqueue takes the store's maximum
+//! payload plus [`BODY_MARGIN`], so a payload just over the maximum gets the
+//! store's exact message; a batch takes [`ApiState::batch_body_limit`]; module
+//! uploads take [`MAX_MODULE_BYTES`] (×4/3 as base64 JSON).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{StatusCode, Uri};
+use axum::middleware;
+use axum::routing::{get, post, put};
+
+use crate::metrics::Metrics;
+use crate::sandbox::Sandbox;
+use crate::store::{Store, StoreConfig};
+
+mod auth;
+mod dlq;
+pub mod dto;
+pub mod error;
+mod messages;
+mod observe;
+mod prometheus;
+mod registry;
+
+pub use error::ApiError;
+
+/// Largest module accepted at registration: 64 MiB.
+pub const MAX_MODULE_BYTES: usize = 64 << 20;
+/// Bytes a request body may exceed its payload limit by (headers of a batch,
+/// JSON framing), so the store, not the transport, names an oversized payload.
+pub const BODY_MARGIN: usize = 64 << 10;
+/// Most messages in one batch enqueue.
+pub const MAX_BATCH: usize = 1000;
+/// Header carrying a handler's policy as JSON on `PUT /v1/handlers/{name}`.
+pub const POLICY_HEADER: &str = "sluice-policy";
+
+/// What every request handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The queue.
+    pub store: Arc<dyn Store>,
+    /// Validates modules at registration.
+    pub sandbox: Sandbox,
+    /// Counters for `/metrics`; enqueue records `enqueued`, `duplicates` and
+    /// `queue_full` here.
+    pub metrics: Arc<Metrics>,
+    /// When set, every route but `/healthz` requires `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// The store's [`StoreConfig::max_payload_bytes`]; sizes the enqueue body limits.
+    pub max_payload_bytes: usize,
+}
+
+impl ApiState {
+    /// State with the default maximum payload (1 MiB); set
+    /// [`ApiState::max_payload_bytes`] when the store is configured otherwise.
+    pub fn new(
+        store: Arc<dyn Store>,
+        sandbox: Sandbox,
+        metrics: Arc<Metrics>,
+        token: Option<String>,
+    ) -> ApiState {
+        ApiState {
+            store,
+            sandbox,
+            metrics,
+            token,
+            max_payload_bytes: StoreConfig::default().max_payload_bytes,
+        }
+    }
+
+    /// Body limit of a single enqueue: the maximum payload plus [`BODY_MARGIN`].
+    pub fn enqueue_body_limit(&self) -> usize {
+        self.max_payload_bytes.saturating_add(BODY_MARGIN)
+    }
+
+    /// Body limit of a batch enqueue: 16 MiB, or twice the maximum payload
+    /// (base64 inflates by 4/3) if that is more.
+    pub fn batch_body_limit(&self) -> usize {
+        (16usize << 20).max(self.max_payload_bytes.saturating_mul(2)) + BODY_MARGIN
+    }
+}
+
+/// Body limit of a module upload as JSON with base64 (`POST /v1/handlers`).
+const MODULE_JSON_LIMIT: usize = MAX_MODULE_BYTES / 3 * 4 + BODY_MARGIN;
+
+/// The whole API. With a token in `state`, everything but `/healthz` is
+/// authenticated.
+pub fn router(state: ApiState) -> Router {
+    let enqueue_limit = DefaultBodyLimit::max(state.enqueue_body_limit());
+    let batch_limit = DefaultBodyLimit::max(state.batch_body_limit());
+    let protected = Router::new()
+        // messages
+        .route(
+            "/v1/topics/{topic}/messages",
+            post(messages::enqueue).layer(enqueue_limit),
+        )
+        .route(
+            "/v1/topics/{topic}/messages:batch",
+            post(messages::enqueue_batch).layer(batch_limit),
+        )
+        .route("/v1/messages/{id}", get(messages::message))
+        .route("/v1/deliveries/{id}", get(messages::delivery))
+        .route("/v1/deliveries/{id}/attempts", get(messages::attempts))
+        // handlers
+        .route(
+            "/v1/handlers",
+            get(registry::list)
+                .post(registry::register_json)
+                .layer(DefaultBodyLimit::max(MODULE_JSON_LIMIT)),
+        )
+        .route(
+            "/v1/handlers/{name}",
+            put(registry::register_raw)
+                .layer(DefaultBodyLimit::max(MAX_MODULE_BYTES))
+                .get(registry::show)
+                .delete(registry::remove),
+        )
+        .route("/v1/handlers/{name}/pause", post(registry::pause))
+        .route("/v1/handlers/{name}/resume", post(registry::resume))
+        .route("/v1/handlers/{name}/replay", post(registry::replay_since))
+        // DLQ
+        .route("/v1/dlq", get(dlq::list))
+        .route("/v1/dlq/replay", post(dlq::replay_matching))
+        .route("/v1/dlq/purge", post(dlq::purge_matching))
+        .route("/v1/dlq/{id}", get(dlq::show).delete(dlq::purge_one))
+        .route("/v1/dlq/{id}/replay", post(dlq::replay_one))
+        // observability
+        .route("/v1/stats", get(observe::stats))
+        .route("/metrics", get(observe::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(observe::healthz))
+        .merge(protected)
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NoRoute(uri.path().to_string())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// The body of a request, or our JSON 413 when it is over `limit`.
+fn body(result: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    result.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::BodyTooLarge { limit }
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })
+}
+
+/// A JSON document from a request body, naming what does not parse.
+fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// A UUID from a path segment; `what` names it in the error.
+fn uuid(what: &str, s: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(s)
+        .map_err(|_| ApiError::BadRequest(format!("invalid {what} id {s:?}: expected a UUID")))
+}
+
+/// A query string, naming what does not parse.
+fn query<T>(
+    result: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    result
+        .map(|q| q.0)
+        .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+}
+
+/// An RFC 3339 time from a query or body field named `field`.
+fn time(field: &str, s: &str) -> Result<crate::clock::Timestamp, ApiError> {
+    crate::clock::Timestamp::parse_rfc3339(s)
+        .map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))
+}

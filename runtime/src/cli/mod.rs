@@ -1,0 +1,458 @@
+//! The `sluice` command line.
+//!
+//! Every command but `serve` and `run` is a client of a running server over
+//! HTTP (`--url`, `SLUICE_URL`; `--token`, `SLUICE_TOKEN`). Read commands print
+//! readable tables, or with `--json` exactly one JSON document (the API's). An
+//! error is one line on stderr, `error: ...` with the server's message, and a
+//! non-zero exit. The commands are documented in `docs/cli.md`.
+//!
+//! # Module map
+//! - this file: the clap definitions ([`Cli`], [`Command`]) and [`execute`].
+//! - [`client`]: the HTTP client.
+//! - [`render`]: human output (tables, attempts), colour only on a terminal.
+//! - `commands`: what each client command does.
+//! - `run`: `sluice run`, one local invocation in the sandbox, no server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::serve::ServeArgs;
+use crate::units::{parse_duration, parse_size};
+
+pub mod client;
+mod commands;
+pub mod render;
+mod run;
+
+/// sluice: a serverless job runner for WebAssembly.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: queue, runner and HTTP API in one process.
+    Serve(ServeArgs),
+    /// Register (or replace) a handler: a WASM module subscribed to a topic.
+    Register(RegisterArgs),
+    /// List, show, remove, pause or resume handlers.
+    #[command(alias = "handler")]
+    Handlers(HandlersArgs),
+    /// Enqueue a message on a topic; prints its id.
+    Enqueue(EnqueueArgs),
+    /// Show a message with its deliveries and their attempts.
+    Status(StatusArgs),
+    /// Show the attempts of one delivery.
+    Attempts(AttemptsArgs),
+    /// Inspect, replay or purge the dead-letter queue.
+    Dlq(DlqArgs),
+    /// Re-deliver a handler's topic from a point in time.
+    Replay(ReplayArgs),
+    /// Counts per handler and state, DLQ size, backlog and lag.
+    Stats(StatsArgs),
+    /// Invoke a module once, locally, in the same sandbox (no server needed).
+    Run(RunArgs),
+}
+
+/// How to reach the server, and how to print. Accepted after any client command.
+#[derive(Debug, Clone, Args)]
+pub struct Conn {
+    /// Server URL.
+    #[arg(long, env = "SLUICE_URL", default_value = client::DEFAULT_URL, global = true)]
+    pub url: String,
+    /// Bearer token, when the server requires one.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print the server's JSON document instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `sluice register`.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Handler name (`[a-z0-9][a-z0-9._-]{0,127}`).
+    name: String,
+    /// Topic to subscribe to (created if new).
+    #[arg(long)]
+    topic: String,
+    /// The module (`wasm32-wasip1` command).
+    #[arg(long, value_name = "FILE.wasm")]
+    module: PathBuf,
+    /// Wall-clock limit per attempt [server default: 30s].
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Lease (visibility timeout) [server default: 2.5 × timeout].
+    #[arg(long, value_parser = parse_duration)]
+    lease: Option<Duration>,
+    /// Memory limit per instance, e.g. 64MiB [server default: 64MiB].
+    #[arg(long, value_parser = parse_size)]
+    memory: Option<u64>,
+    /// Fuel budget per attempt [server default: unmetered].
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Retries before the DLQ [server default: 5].
+    #[arg(long)]
+    retries: Option<u32>,
+    /// First backoff delay, doubling per retry [server default: 1s].
+    #[arg(long, value_parser = parse_duration)]
+    backoff: Option<Duration>,
+    /// Longest backoff delay [server default: 1h].
+    #[arg(long, value_parser = parse_duration)]
+    backoff_max: Option<Duration>,
+    /// Attempts in flight at once [server default: its CPU cores].
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// Environment variable for the guest (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
+    env: Vec<(String, String)>,
+}
+
+/// `sluice handlers`.
+#[derive(Debug, Args)]
+pub struct HandlersArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(subcommand)]
+    command: HandlersCommand,
+}
+
+/// `sluice handlers ...`.
+#[derive(Debug, Subcommand)]
+enum HandlersCommand {
+    /// All handlers.
+    #[command(alias = "ls")]
+    List,
+    /// One handler with its policy.
+    Show {
+        /// Handler name.
+        name: String,
+    },
+    /// Remove a handler with all its deliveries (open and dead).
+    #[command(alias = "rm")]
+    Remove {
+        /// Handler name.
+        name: String,
+    },
+    /// Stop leasing the handler's deliveries (they keep queueing).
+    Pause {
+        /// Handler name.
+        name: String,
+    },
+    /// Resume a paused handler.
+    Resume {
+        /// Handler name.
+        name: String,
+    },
+}
+
+/// `sluice enqueue`.
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Topic.
+    topic: String,
+    /// Payload; `-` reads stdin. None (and no --file): an empty payload.
+    #[arg(conflicts_with = "file")]
+    data: Option<String>,
+    /// Read the payload from a file.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Ordering key: messages with the same key are handled one at a time, in order.
+    #[arg(long, alias = "ordering-key")]
+    key: Option<String>,
+    /// Idempotency key: a repeat within the window returns the original id.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Deliver no sooner than this from now, e.g. 10s.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "at")]
+    delay: Option<Duration>,
+    /// Deliver no sooner than this RFC 3339 time.
+    #[arg(long)]
+    at: Option<String>,
+    /// Message header (repeatable).
+    #[arg(long = "header", value_name = "K=V", value_parser = key_value)]
+    headers: Vec<(String, String)>,
+}
+
+/// `sluice status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Message id (printed by `enqueue`).
+    message_id: Uuid,
+}
+
+/// `sluice attempts`.
+#[derive(Debug, Args)]
+pub struct AttemptsArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Delivery id (shown by `status`).
+    delivery_id: Uuid,
+}
+
+/// `sluice dlq`.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(subcommand)]
+    command: DlqCommand,
+}
+
+/// Which dead deliveries: shared by `dlq list`, `dlq replay --all` and `dlq purge --all`.
+#[derive(Debug, Clone, Default, Args)]
+struct DeadFilterArgs {
+    /// Only this handler's DLQ.
+    #[arg(long)]
+    handler: Option<String>,
+    /// Dead at or after this RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    /// Dead before this RFC 3339 time.
+    #[arg(long)]
+    until: Option<String>,
+    /// Last attempt's outcome: ok, rejected, exit, trap, timeout, memory, fuel, interrupted.
+    #[arg(long)]
+    outcome: Option<String>,
+}
+
+/// `sluice dlq ...`.
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Dead deliveries, oldest death first.
+    #[command(alias = "ls")]
+    List {
+        #[command(flatten)]
+        filter: DeadFilterArgs,
+        /// Page size (1..=1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Continue after this delivery (printed at the end of a full page).
+        #[arg(long)]
+        cursor: Option<Uuid>,
+    },
+    /// One dead delivery with its attempts.
+    Show {
+        /// Delivery id.
+        delivery_id: Uuid,
+    },
+    /// Replay one dead delivery, or all matching (`--handler NAME --all`).
+    Replay {
+        /// Delivery id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        delivery_id: Option<Uuid>,
+        /// Every dead delivery matching the filter.
+        #[arg(long, requires = "handler")]
+        all: bool,
+        #[command(flatten)]
+        filter: DeadFilterArgs,
+        /// Replays per second (with --all), e.g. 10 or 10/s; a progress line shows on a terminal.
+        #[arg(long, requires = "all", value_parser = parse_rate)]
+        rate: Option<f64>,
+    },
+    /// Delete one dead delivery, or all matching (`--handler NAME --all`).
+    Purge {
+        /// Delivery id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        delivery_id: Option<Uuid>,
+        /// Every dead delivery matching the filter.
+        #[arg(long, requires = "handler")]
+        all: bool,
+        #[command(flatten)]
+        filter: DeadFilterArgs,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+/// `sluice replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    conn: Conn,
+    /// Handler to re-deliver to.
+    #[arg(long)]
+    handler: String,
+    /// Messages enqueued at or after this RFC 3339 time.
+    #[arg(long)]
+    since: String,
+}
+
+/// `sluice stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// `sluice run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The module.
+    module: PathBuf,
+    /// Payload for stdin; `-` reads stdin.
+    #[arg(conflicts_with = "file")]
+    data: Option<String>,
+    /// Read the payload from a file.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Environment variable for the guest (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
+    env: Vec<(String, String)>,
+    /// Wall-clock limit.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    timeout: Duration,
+    /// Memory limit.
+    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
+    memory: u64,
+    /// Fuel budget (turns metering on).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// `SLUICE_TOPIC` for the guest.
+    #[arg(long, default_value = "local")]
+    topic: String,
+    /// `SLUICE_HANDLER` for the guest [default: the file's stem].
+    #[arg(long)]
+    handler: Option<String>,
+    /// `SLUICE_ORDERING_KEY` for the guest.
+    #[arg(long)]
+    key: Option<String>,
+    /// Print one JSON document (the attempt, published messages, logs).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a command other than `serve`; returns the process's exit code.
+pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(_) => anyhow::bail!("`serve` is run by the binary, not the client"),
+        Command::Run(args) => run::run(args).await,
+        other => commands::execute(other).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// `KEY=VALUE`.
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// `10`, `10/s` or `0.5/s`: a positive rate per second.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let n = s.trim().trim_end_matches("/s");
+    match n.trim().parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!(
+            "invalid rate {s:?}: expected a positive number per second, e.g. 10/s"
+        )),
+    }
+}
+
+/// The payload of `enqueue` and `run`: the argument, stdin for `-`, a file, or empty.
+fn read_payload(data: Option<String>, file: Option<&PathBuf>) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    use std::io::Read as _;
+    Ok(match (data, file) {
+        (Some(d), _) if d == "-" => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading the payload from stdin")?;
+            buf
+        }
+        (Some(d), _) => d.into_bytes(),
+        (None, Some(path)) => {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        (None, None) => Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_documented_forms_parse() {
+        for line in [
+            "sluice serve --data-dir /tmp/x --listen 127.0.0.1:9 --token t",
+            "sluice register resize --topic images --module m.wasm --timeout 30s --memory 64MiB --retries 5 --backoff 1s --concurrency 4 --env A=1 --env B=2 --fuel 100 --lease 1m",
+            "sluice handlers list",
+            "sluice handlers show resize --json",
+            "sluice handlers remove resize",
+            "sluice handlers pause resize",
+            "sluice handlers resume resize",
+            "sluice enqueue images hello --key k --idempotency-key i --delay 10s --header a=b --header c=d",
+            "sluice enqueue images - --at 2030-01-01T00:00:00Z",
+            "sluice enqueue images --file p.bin --url http://127.0.0.1:1 --token t",
+            "sluice status 0190e0e0-0000-7000-8000-000000000000 --json",
+            "sluice attempts 0190e0e0-0000-7000-8000-000000000000",
+            "sluice dlq list --handler h --since 2030-01-01T00:00:00Z --until 2031-01-01T00:00:00Z --outcome trap",
+            "sluice dlq show 0190e0e0-0000-7000-8000-000000000000",
+            "sluice dlq replay 0190e0e0-0000-7000-8000-000000000000",
+            "sluice dlq replay --handler h --all --rate 5/s",
+            "sluice dlq purge 0190e0e0-0000-7000-8000-000000000000 --yes",
+            "sluice dlq purge --handler h --all",
+            "sluice replay --handler h --since 2030-01-01T00:00:00Z",
+            "sluice stats --json",
+            "sluice run m.wasm data --env K=V --timeout 1s --memory 1MiB",
+        ] {
+            let args = line.split(' ');
+            if let Err(e) = Cli::try_parse_from(args) {
+                panic!("{line}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_forms_are_refused() {
+        for line in [
+            "sluice enqueue t --delay 1s --at 2030-01-01T00:00:00Z",
+            "sluice enqueue t --delay soon",
+            "sluice register h --topic t --module m.wasm --memory lots",
+            "sluice dlq replay --all",
+            "sluice dlq replay",
+            "sluice dlq purge 0190e0e0-0000-7000-8000-000000000000 --handler h --all",
+            "sluice dlq replay 0190e0e0-0000-7000-8000-000000000000 --rate 5",
+            "sluice status not-a-uuid",
+            "sluice register h --topic t --module m.wasm --env NOEQUALS",
+        ] {
+            assert!(
+                Cli::try_parse_from(line.split(' ')).is_err(),
+                "{line} parsed"
+            );
+        }
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("10/s"), Ok(10.0));
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+}

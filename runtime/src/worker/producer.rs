@@ -1,0 +1,86 @@
+//! One producer per handler: lease up to the free slots, hand each delivery to
+//! an attempt task, sleep until the store signals new work or a slot frees.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use super::{Context, completer, executor};
+use crate::store::StoreError;
+
+/// Runs until the handler is removed or shutdown begins; then waits for its
+/// attempts in flight. Returns the handler's name.
+pub async fn run(ctx: Arc<Context>, handler: String) -> String {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let slot_freed = Arc::new(Notify::new());
+    let mut attempts = JoinSet::new();
+    let mut ready = ctx.store.ready_signal();
+    let mut stopping = ctx.stopping();
+    loop {
+        if *stopping.borrow() {
+            break;
+        }
+        let record = match ctx.store.handler(&handler).await {
+            Ok(r) => r,
+            Err(StoreError::UnknownHandler(_)) => break,
+            Err(e) => {
+                tracing::error!(%handler, error = %e, "cannot read handler");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Mark the signal seen before leasing, so work that arrives during the
+        // lease wakes the wait below.
+        ready.borrow_and_update();
+        let free =
+            (record.policy.concurrency as usize).saturating_sub(in_flight.load(Ordering::Acquire));
+        let mut full_batch = false;
+        if free > 0 && !record.paused {
+            match ctx.store.lease(&handler, free).await {
+                Ok(leased) => {
+                    full_batch = leased.len() == free;
+                    for l in leased {
+                        in_flight.fetch_add(1, Ordering::AcqRel);
+                        let (ctx, record, in_flight, slot_freed) = (
+                            ctx.clone(),
+                            record.clone(),
+                            in_flight.clone(),
+                            slot_freed.clone(),
+                        );
+                        attempts.spawn(async move {
+                            let done = executor::execute(&ctx, &record, &l).await;
+                            completer::settle(&ctx, &record, l, done).await;
+                            in_flight.fetch_sub(1, Ordering::AcqRel);
+                            slot_freed.notify_one();
+                        });
+                    }
+                }
+                Err(StoreError::UnknownHandler(_)) => break,
+                Err(e) => {
+                    tracing::error!(%handler, error = %e, "lease failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        while attempts.try_join_next().is_some() {}
+        if full_batch {
+            // There may be more ready; slots decide when to lease again.
+            tokio::select! {
+                _ = slot_freed.notified() => {}
+                _ = stopping.changed() => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = ready.changed() => {}
+            _ = slot_freed.notified() => {}
+            _ = tokio::time::sleep(ctx.config.poll_interval) => {}
+            _ = stopping.changed() => {}
+        }
+    }
+    while attempts.join_next().await.is_some() {}
+    handler
+}

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Builds every example handler to a WASI command module:
+#
+#   target/examples/<lang>/<name>.wasm     lang: rust, c, zig, assemblyscript
+#
+# (relative to the repository root, whatever CARGO_TARGET_DIR says), installs
+# the pinned toolchains first (scripts/install-toolchains.sh), checks each module
+# against the guest ABI (scripts/check-wasm.py) and prints what it built.
+#
+#   scripts/build-examples.sh            all languages
+#   scripts/build-examples.sh rust c     a subset: rust c zig as
+set -euo pipefail
+shopt -s nullglob
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$REPO/target/examples"
+LANGS=("$@")
+[ ${#LANGS[@]} -eq 0 ] && LANGS=(rust c zig as)
+
+"$REPO/scripts/install-toolchains.sh" "${LANGS[@]}"
+
+built=()
+
+# True if `out` exists and no file under the given inputs (nor this script) is
+# newer: the C, Zig and AssemblyScript compilers have no incremental mode of
+# their own that is as quick (asc takes seconds per module).
+up_to_date() {
+    local out="$1"
+    shift
+    [ -f "$out" ] || return 1
+    [ -z "$(find "$@" "${BASH_SOURCE[0]}" -newer "$out" -type f -print -quit 2>/dev/null)" ]
+}
+
+# Handlers are small: optimise for size and fast instantiation, and leave out
+# DWARF (the name section stays, so traps still show function names). Set
+# through the environment so the workspace's release profile stays as it is.
+build_rust() {
+    local target_dir="${CARGO_TARGET_DIR:-$REPO/target}"
+    local dir name packages=()
+    for dir in "$REPO"/examples/rust/*/; do
+        packages+=(-p "sluice-example-$(basename "$dir")")
+    done
+    echo "build-examples: cargo build --release --target wasm32-wasip1 ($(( ${#packages[@]} / 2 )) crates)"
+    (cd "$REPO" && CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_LTO=true \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
+        cargo build --quiet --release --target wasm32-wasip1 "${packages[@]}")
+    mkdir -p "$OUT/rust"
+    for dir in "$REPO"/examples/rust/*/; do
+        name="$(basename "$dir")"
+        cp "$target_dir/wasm32-wasip1/release/$name.wasm" "$OUT/rust/$name.wasm"
+        built+=("$OUT/rust/$name.wasm")
+    done
+}
+
+zig() {
+    PYTHONPATH="$REPO/.tools/zig${PYTHONPATH:+:$PYTHONPATH}" python3 -m ziglang "$@"
+}
+
+# C through zig cc (clang + wasi-libc), one directory per handler, each built
+# from its .c files with guest-sdk/c on the include path.
+build_c() {
+    local dir name
+    mkdir -p "$OUT/c"
+    for dir in "$REPO"/examples/c/*/; do
+        name="$(basename "$dir")"
+        built+=("$OUT/c/$name.wasm")
+        up_to_date "$OUT/c/$name.wasm" "$dir" "$REPO/guest-sdk/c" "$REPO/examples/c/json_scan.h" \
+            "$REPO/.tools/zig/.sluice-version" && continue
+        echo "build-examples: zig cc examples/c/$name"
+        zig cc --target=wasm32-wasi -O2 -s -Wall -Wextra -Werror \
+            -I "$REPO/guest-sdk/c" -I "$REPO/examples/c" \
+            -o "$OUT/c/$name.wasm" "$dir"*.c
+    done
+}
+
+# Zig with its standard library only; guest-sdk/zig/sluice.zig is the module
+# `sluice` (the host imports and the metadata helpers).
+build_zig() {
+    local dir name
+    mkdir -p "$OUT/zig" "$REPO/target/zig-cache"
+    for dir in "$REPO"/examples/zig/*/; do
+        name="$(basename "$dir")"
+        built+=("$OUT/zig/$name.wasm")
+        up_to_date "$OUT/zig/$name.wasm" "$dir" "$REPO/guest-sdk/zig" "$REPO/examples/zig/json.zig" \
+            "$REPO/.tools/zig/.sluice-version" && continue
+        echo "build-examples: zig build-exe examples/zig/$name"
+        zig build-exe -target wasm32-wasi -O ReleaseSmall -fstrip \
+            --cache-dir "$REPO/target/zig-cache" \
+            --global-cache-dir "$REPO/target/zig-cache/global" \
+            --name "$name" -femit-bin="$OUT/zig/$name.wasm" \
+            --dep sluice --dep json -Mroot="$dir/main.zig" \
+            -Msluice="$REPO/guest-sdk/zig/sluice.zig" -Mjson="$REPO/examples/zig/json.zig"
+    done
+}
+
+# AssemblyScript with the WASI shim; every example directory has an asconfig.json.
+build_as() {
+    local base="$REPO/examples/assemblyscript" dir name
+    mkdir -p "$OUT/assemblyscript"
+    for dir in "$base"/*/; do
+        name="$(basename "$dir")"
+        [ "$name" = node_modules ] && continue
+        [ -f "$dir/asconfig.json" ] || continue
+        built+=("$OUT/assemblyscript/$name.wasm")
+        up_to_date "$OUT/assemblyscript/$name.wasm" "$dir" "$base/lib" \
+            "$REPO/guest-sdk/assemblyscript" "$base/package-lock.json" && continue
+        echo "build-examples: asc examples/assemblyscript/$name"
+        (cd "$dir" && "$base/node_modules/.bin/asc" index.ts --config asconfig.json \
+            --target release -o "$OUT/assemblyscript/$name.wasm")
+    done
+}
+
+for lang in "${LANGS[@]}"; do
+    case "$lang" in
+        rust) build_rust ;;
+        c) build_c ;;
+        zig) build_zig ;;
+        as | assemblyscript) build_as ;;
+        *) echo "build-examples: unknown language $lang (rust c zig as)" >&2; exit 2 ;;
+    esac
+done
+
+python3 "$REPO/scripts/check-wasm.py" "${built[@]}"
+
+echo "build-examples: built ${#built[@]} modules (ABI checked):"
+for f in "${built[@]}"; do
+    printf '  %8d  %s\n' "$(stat -c %s "$f")" "${f#"$REPO"/}"
+done
