@@ -8,7 +8,8 @@
 //!
 //! Run: `cargo bench -p sluice --bench store --profile dev`
 //! (`SLUICE_BENCH_BACKLOG=100000` for a smaller backlog, `SLUICE_BENCH_SECS` to
-//! change the length of each measurement, default 3 s).
+//! change the length of each measurement, default 3 s, `SLUICE_BENCH_SETTLE_SECS`
+//! for the pause after the prefill, default 15 s).
 //!
 //! Figures, for an empty store and then at the backlog:
 //! - `enqueue 1 producer`: one task enqueuing one message at a time; without
@@ -250,6 +251,10 @@ async fn backlog_suite(backlog: u64, secs: f64) -> [f64; 4] {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path()).await;
     prefill(&store, backlog).await;
+    // Let the database's background work after the burst (segment writes and
+    // cleaning) settle, so the figures are the steady state at this backlog.
+    let settle = env_u64("SLUICE_BENCH_SETTLE_SECS", 15);
+    tokio::time::sleep(Duration::from_secs(settle)).await;
     let b = backlog.to_string();
     [
         row(

@@ -15,7 +15,7 @@
 //! a lease released on open is ready at once or waits its first backoff.
 //!
 //! Run: `cargo test -p sluice --test store_model` (PROPTEST_CASES to change the
-//! number of cases, 24 by default).
+//! number of cases, 256 by default).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -758,7 +758,7 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(24)
+        .unwrap_or(256)
 }
 
 proptest! {
