@@ -24,7 +24,9 @@ for _ in $(seq 100); do "$sluice" stats >/dev/null 2>&1 && break; sleep 0.1; don
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 wait_settled() { # message id: wait until no delivery is pending
   for _ in $(seq 200); do
-    if ! "$sluice" status "$1" --json | grep -qE '"state": ?"(scheduled|ready|leased|retrying)"'; then return 0; fi
+    local status
+    status=$("$sluice" status "$1" --json)
+    if ! grep -qE '"state": ?"(scheduled|ready|leased|retrying)"' <<<"$status"; then return 0; fi
     sleep 0.1
   done
   echo "message $1 did not settle" >&2; return 1
@@ -50,6 +52,9 @@ for m in "$hello" "$order" "$job" "$bad"; do wait_settled "$m"; done
 
 step "the greeting: acknowledged on the first attempt"
 "$sluice" status "$hello"
+step "the order: published to email and analytics through the outbox, each handled once"
+"$sluice" status "$order"
+"$sluice" handlers show mailer | head -3
 step "the flaky job: failed twice, succeeded on attempt 3"
 "$sluice" status "$job"
 step "the malformed signup: rejected (exit 65) and dead-lettered after one attempt"

@@ -448,6 +448,38 @@ fn memory_minimum_above_the_limit_is_refused() {
     assert_eq!(info.min_memory_bytes, 200 << 20);
 }
 
+#[tokio::test]
+async fn an_invocation_limit_below_the_declared_minimum_is_a_memory_outcome() {
+    let sandbox = Sandbox::new(config()).unwrap();
+    let roomy = Limits {
+        memory_bytes: 256 << 20,
+        ..limits()
+    };
+    let module = sandbox
+        .load(&fixture("memory_minimum_200mib"), &roomy)
+        .unwrap();
+    let tight = Limits {
+        memory_bytes: 64 << 20,
+        ..limits()
+    };
+    let exec = sandbox
+        .invoke(&module, invocation(b"", tight))
+        .await
+        .unwrap();
+    assert_eq!(
+        exec.outcome,
+        Outcome::MemoryLimit {
+            limit_bytes: 64 << 20
+        }
+    );
+    let exec = sandbox
+        .invoke(&module, invocation(b"", roomy))
+        .await
+        .unwrap();
+    assert_eq!(exec.outcome, Outcome::Ok);
+    assert_eq!(exec.peak_memory_bytes, 200 << 20);
+}
+
 #[test]
 fn validation_reports_imports() {
     let info = validate(&fixture("publish_three"), 1 << 20).unwrap();
@@ -502,7 +534,9 @@ fn fuel_limit_needs_metering() {
 
 #[test]
 fn a_pool_the_machine_cannot_reserve_fails_clearly() {
-    // 100,000 slots of 4 GiB is ~400 TiB of address space: more than x86-64 has.
+    // 100,000 slots of 4 GiB is ~400 TiB of address space: more than x86-64's
+    // 128 TiB of user space with 4-level paging (machines with 5-level paging
+    // could reserve it; ours do not).
     let err = Sandbox::new(SandboxConfig {
         pool_instances: 100_000,
         ..SandboxConfig::default()

@@ -154,10 +154,9 @@ impl Harness {
                 .filter(|d| matches!(d.state, DeliveryState::Retrying | DeliveryState::Scheduled))
                 .filter_map(|d| d.next_at)
                 .min()
+                .filter(|next| *next > now)
             {
-                if next > now {
-                    self.clock.advance(next.since(now));
-                }
+                self.clock.advance(next.since(now));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -167,8 +166,7 @@ impl Harness {
         );
     }
 
-    /// Every message currently on `topic`'s handler `handler`, via stats-free scan
-    /// of the given message ids' downstream: see tests for use.
+    /// Shuts the runner down.
     pub async fn stop(self) {
         self.runner.shutdown(Duration::from_secs(5)).await;
     }

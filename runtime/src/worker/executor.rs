@@ -46,7 +46,7 @@ async fn run(ctx: &Context, handler: &HandlerRecord, leased: &Leased) -> Done {
     let started = std::time::Instant::now();
     let module = match ctx.module(handler).await {
         Ok(module) => module,
-        Err(e) => return host_failure(handler, e.to_string(), started),
+        Err(e) => return host_failure(handler, &e.to_string(), started),
     };
     let invocation = Invocation {
         stdin: m.payload.clone(),
@@ -101,11 +101,11 @@ async fn run(ctx: &Context, handler: &HandlerRecord, leased: &Leased) -> Done {
                 outbox,
             }
         }
-        Err(e) => host_failure(handler, e.to_string(), started),
+        Err(e) => host_failure(handler, &e.to_string(), started),
     }
 }
 
-fn host_failure(handler: &HandlerRecord, error: String, started: std::time::Instant) -> Done {
+fn host_failure(handler: &HandlerRecord, error: &str, started: std::time::Instant) -> Done {
     tracing::error!(error = %error, "host failure running attempt");
     Done {
         report: AttemptReport {
