@@ -1070,6 +1070,11 @@ impl Inner {
         {
             return Err(StoreError::UnknownTopic(m.topic));
         }
+        if outbox && subscribers.is_empty() {
+            // Kept for replay (a handler registered later can `replay --since`),
+            // but nobody receives it now: say so loudly.
+            tracing::warn!(topic = %m.topic, "outbox message published to a topic with no handler");
+        }
         if let Some(key) = &m.idempotency_key {
             let ikey = Key::new(keys::IDEMPOTENCY)
                 .name(&m.topic)
