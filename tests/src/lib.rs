@@ -4,6 +4,8 @@
 //! Tests wait for *states* (polling the store's status, a few ms apart) and skip
 //! backoffs by moving the [`ManualClock`]; nothing sleeps out a retry delay.
 
+pub mod crash;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
