@@ -10,6 +10,9 @@ test:            ## Every test: unit, conformance, property, crash, sandbox, API
 examples:        ## Build every example handler to target/examples/<lang>/<name>.wasm.
 	scripts/build-examples.sh
 
+crash:           ## The crash harness: SIGKILL a real server 200 times under load, check every promise.
+	scripts/crash.sh
+
 lint:            ## Formatting, clippy and docs, as CI runs them.
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings

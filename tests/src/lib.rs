@@ -4,6 +4,8 @@
 //! Tests wait for *states* (polling the store's status, a few ms apart) and skip
 //! backoffs by moving the [`ManualClock`]; nothing sleeps out a retry delay.
 
+pub mod crash;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +59,11 @@ pub struct Harness {
 impl Harness {
     /// Starts a runner on a fresh store.
     pub async fn start() -> Harness {
+        Harness::start_with_pool(32).await
+    }
+
+    /// Starts a runner whose sandbox runs at most `pool_instances` attempts at once.
+    pub async fn start_with_pool(pool_instances: u32) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = ManualClock::new(Timestamp(1_800_000_000_000));
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
@@ -69,7 +76,7 @@ impl Harness {
             .expect("open store"),
         );
         let sandbox = Sandbox::new(SandboxConfig {
-            pool_instances: 32,
+            pool_instances,
             cache_dir: Some(dir.path().join("cache")),
             fuel: true,
             ..SandboxConfig::default()
