@@ -8,7 +8,8 @@
 //!
 //! Run: `cargo bench -p sluice --bench store --profile dev`
 //! (`SLUICE_BENCH_BACKLOG=100000` for a smaller backlog, `SLUICE_BENCH_SECS` to
-//! change the length of each measurement, default 3 s).
+//! change the length of each measurement, default 3 s, `SLUICE_BENCH_SETTLE_SECS`
+//! for the pause after the prefill, default 15 s).
 //!
 //! Figures, for an empty store and then at the backlog:
 //! - `enqueue 1 producer`: one task enqueuing one message at a time; without
@@ -20,7 +21,9 @@
 //!   concurrently, draining 100,000 deliveries (from a store holding just those,
 //!   then from the backlog); one cycle is one delivery leased and completed.
 //!
-//! The store's own `flushes` counter shows how many messages one fsync covered.
+//! Besides throughput, each row shows how many operations one fsync covered (the
+//! store's `flushes` counter) and the process CPU time per operation, which tell
+//! a disk-bound figure from a CPU-bound one.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -69,6 +72,27 @@ async fn open(dir: &Path) -> Arc<SledStore> {
     Arc::new(store)
 }
 
+/// CPU seconds this process used so far (user + system), from `/proc/self/stat`;
+/// 0 where that file does not exist.
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// What one measurement saw.
+struct Sample {
+    ops: u64,
+    secs: f64,
+    flushes: u64,
+    cpu_secs: f64,
+}
+
 /// Runs `tasks` copies of `body` until `secs` have passed or `limit` operations
 /// are done; `body` returns how many operations it did per call. Returns
 /// (operations, seconds, flushes).
@@ -78,7 +102,7 @@ async fn measure<F, Fut>(
     secs: f64,
     limit: u64,
     body: F,
-) -> (u64, f64, u64)
+) -> Sample
 where
     F: Fn(Arc<SledStore>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = u64> + Send,
@@ -87,6 +111,7 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicU64::new(0));
     let body = Arc::new(body);
+    let cpu_before = cpu_secs();
     let start = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..tasks {
@@ -107,18 +132,25 @@ where
     }
     let elapsed = start.elapsed().as_secs_f64();
     let flushes = store.stats().await.expect("stats").flushes - flushes_before;
-    (ops.load(Ordering::Relaxed), elapsed, flushes)
+    Sample {
+        ops: ops.load(Ordering::Relaxed),
+        secs: elapsed,
+        flushes,
+        cpu_secs: cpu_secs() - cpu_before,
+    }
 }
 
-fn row(name: &str, backlog: &str, (ops, secs, flushes): (u64, f64, u64)) -> f64 {
-    let rate = ops as f64 / secs;
-    let per_flush = if flushes > 0 {
-        ops as f64 / flushes as f64
+fn row(name: &str, backlog: &str, m: Sample) -> f64 {
+    let rate = m.ops as f64 / m.secs;
+    let per_flush = if m.flushes > 0 {
+        m.ops as f64 / m.flushes as f64
     } else {
         f64::NAN
     };
+    let cpu_us = m.cpu_secs * 1e6 / m.ops.max(1) as f64;
     println!(
-        "| {name:<26} | {backlog:>11} | {rate:>11.0} /s | {ops:>9} in {secs:.2} s | {per_flush:>8.1} |"
+        "| {name:<26} | {backlog:>11} | {rate:>9.0} /s | {:>7} in {:>5.2} s | {per_flush:>9.1} | {cpu_us:>9.1} |",
+        m.ops, m.secs
     );
     rate
 }
@@ -209,7 +241,7 @@ async fn empty_suite(secs: f64) -> [f64; 4] {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path()).await;
     prefill(&store, DRAIN).await;
-    let m = measure(&store, 8, 60.0, DRAIN, lease_complete).await;
+    let m = measure(&store, 8, 120.0, DRAIN, lease_complete).await;
     out[3] = row("lease+complete (8 x 64)", "100k to 0", m);
     out
 }
@@ -219,6 +251,10 @@ async fn backlog_suite(backlog: u64, secs: f64) -> [f64; 4] {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path()).await;
     prefill(&store, backlog).await;
+    // Let the database's background work after the burst (segment writes and
+    // cleaning) settle, so the figures are the steady state at this backlog.
+    let settle = env_u64("SLUICE_BENCH_SETTLE_SECS", 15);
+    tokio::time::sleep(Duration::from_secs(settle)).await;
     let b = backlog.to_string();
     [
         row(
@@ -239,7 +275,7 @@ async fn backlog_suite(backlog: u64, secs: f64) -> [f64; 4] {
         row(
             "lease+complete (8 x 64)",
             &b,
-            measure(&store, 8, 60.0, DRAIN, lease_complete).await,
+            measure(&store, 8, 120.0, DRAIN.min(backlog), lease_complete).await,
         ),
     ]
 }
@@ -256,8 +292,12 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        println!("| measurement                | backlog     | throughput     | operations          | per flush |");
-        println!("| -------------------------- | ----------- | -------------- | ------------------- | --------- |");
+        println!(
+            "| measurement                | backlog     | throughput   | operations         | ops/flush | CPU µs/op |"
+        );
+        println!(
+            "| -------------------------- | ----------- | ------------ | ------------------ | --------- | --------- |"
+        );
 
         let empty = empty_suite(secs).await;
         let full = backlog_suite(backlog, secs).await;

@@ -44,7 +44,7 @@ fn open(dir: &Path) -> SledStore {
 }
 
 /// One acknowledged line on stdout, written and flushed as a whole.
-fn ack(line: String) {
+fn ack(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(line.as_bytes());
     let _ = out.flush();
@@ -78,7 +78,7 @@ fn child_process_entry() {
             }
             Err(e) => panic!("handler: {e}"),
         }
-        ack("\nREADY\n".into());
+        ack("\nREADY\n");
         let mut tasks = Vec::new();
         for p in 0..PRODUCERS {
             let store = Arc::clone(&store);
@@ -101,7 +101,7 @@ fn child_process_entry() {
                     for e in done {
                         line.push_str(&format!("E {}\n", e.id));
                     }
-                    ack(line);
+                    ack(&line);
                 }
             }));
         }
@@ -124,7 +124,7 @@ fn child_process_entry() {
                                 .complete(&l.lease, ok(), vec![])
                                 .await
                                 .expect("complete");
-                            ack(format!("C {}\n", l.lease.delivery_id));
+                            ack(&format!("C {}\n", l.lease.delivery_id));
                         }));
                     }
                     for d in done {
@@ -248,10 +248,10 @@ fn acknowledged_work_survives_sigkill() {
                     Ok(0) | Err(_) => return lines,
                     Ok(_) => {
                         // libtest prints "test child_process_entry ... " first.
-                        if line.ends_with("READY\n") {
-                            if let Some(tx) = ready.take() {
-                                let _ = tx.send(());
-                            }
+                        if line.ends_with("READY\n")
+                            && let Some(tx) = ready.take()
+                        {
+                            let _ = tx.send(());
                         }
                         lines.push(line);
                     }

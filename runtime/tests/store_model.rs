@@ -15,7 +15,7 @@
 //! a lease released on open is ready at once or waits its first backoff.
 //!
 //! Run: `cargo test -p sluice --test store_model` (PROPTEST_CASES to change the
-//! number of cases, 24 by default).
+//! number of cases, 256 by default).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -209,10 +209,10 @@ impl Model {
         nb: Option<Timestamp>,
         now: Timestamp,
     ) -> St {
-        if let Some(k) = key {
-            if !self.key_queue(handler, k).is_empty() {
-                return St::Blocked;
-            }
+        if let Some(k) = key
+            && !self.key_queue(handler, k).is_empty()
+        {
+            return St::Blocked;
         }
         match nb {
             Some(t) if t > now => St::Scheduled(t),
@@ -420,15 +420,15 @@ impl World {
                     _ => {}
                 }
                 assert_eq!(g.attempts.len(), d.history, "{ctx}: attempts of {}", g.id);
-                if let Some(a) = g.attempts.last() {
-                    if d.attempt > 0 {
-                        assert_eq!(
-                            (a.number, a.round),
-                            (d.attempt, d.round),
-                            "{ctx}: last attempt of {}",
-                            g.id
-                        );
-                    }
+                if let Some(a) = g.attempts.last()
+                    && d.attempt > 0
+                {
+                    assert_eq!(
+                        (a.number, a.round),
+                        (d.attempt, d.round),
+                        "{ctx}: last attempt of {}",
+                        g.id
+                    );
                 }
             }
         }
@@ -663,13 +663,13 @@ impl World {
                     return;
                 };
                 let d = &self.model.ds[&id];
-                if let Some(k) = &d.key {
-                    if !self.model.key_queue(d.handler, k).is_empty() {
-                        // Where a replayed delivery queues behind its key's open
-                        // ones is left open by the contract; the conformance
-                        // suite checks the invariant for that case.
-                        return;
-                    }
+                if let Some(k) = &d.key
+                    && !self.model.key_queue(d.handler, k).is_empty()
+                {
+                    // Where a replayed delivery queues behind its key's open
+                    // ones is left open by the contract; the conformance
+                    // suite checks the invariant for that case.
+                    return;
                 }
                 self.s().replay_dead(id).await.expect("replay_dead");
                 let d = self.model.ds.get_mut(&id).expect("d");
@@ -758,7 +758,7 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(24)
+        .unwrap_or(256)
 }
 
 proptest! {

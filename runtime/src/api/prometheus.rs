@@ -241,6 +241,8 @@ mod tests {
             handlers: vec![],
             topic_depth: Default::default(),
             flushes: 3,
+            flushed_ops: 9,
+            flush_batches: vec![(2, 1), (4, 2), (u64::MAX, 0)],
         };
         let text = render(&stats, &metrics, Timestamp(0));
         assert!(

@@ -356,8 +356,14 @@ pub struct Stats {
     pub handlers: Vec<HandlerStats>,
     /// Open deliveries per topic (the backpressure measure).
     pub topic_depth: BTreeMap<String, u64>,
-    /// Flushes done and operations they covered (group commit).
+    /// Flushes (fsyncs) done since the store was opened.
     pub flushes: u64,
+    /// Verbs those flushes made durable (group commit: `flushed_ops / flushes`
+    /// is the mean batch).
+    pub flushed_ops: u64,
+    /// Flushes by batch size: (upper bound, count), non-cumulative; the last
+    /// bound is `u64::MAX` (+Inf).
+    pub flush_batches: Vec<(u64, u64)>,
 }
 
 /// What one prune pass removed.

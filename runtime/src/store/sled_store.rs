@@ -346,7 +346,14 @@ struct FlushDone {
     /// Its error, if it failed.
     error: Option<Arc<StoreErrorRepr>>,
     flushes: u64,
+    /// Verbs made durable, over all flushes.
+    ops: u64,
+    /// Flushes per batch size (verbs covered), non-cumulative, by [`FLUSH_BATCH_BOUNDS`].
+    batches: [u64; FLUSH_BATCH_BOUNDS.len()],
 }
+
+/// Upper bounds of the group-commit batch-size histogram (`u64::MAX` = +Inf).
+const FLUSH_BATCH_BOUNDS: [u64; 12] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, u64::MAX];
 
 #[derive(Debug)]
 struct StoreErrorRepr {
@@ -359,6 +366,8 @@ struct FlushState {
     /// Id the next flush will get.
     next: u64,
     pending: bool,
+    /// Verbs waiting for the next flush (its batch size).
+    waiters: u64,
     stop: bool,
 }
 
@@ -376,6 +385,7 @@ impl Flusher {
             Mutex::new(FlushState {
                 next: 1,
                 pending: false,
+                waiters: 0,
                 stop: false,
             }),
             Condvar::new(),
@@ -390,7 +400,7 @@ impl Flusher {
                 .name("sluice-flusher".into())
                 .spawn(move || {
                     loop {
-                        let id = {
+                        let (id, batch) = {
                             let (lock, cv) = &*state;
                             let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
                             while !s.pending && !s.stop {
@@ -401,7 +411,7 @@ impl Flusher {
                             }
                             s.pending = false;
                             s.next += 1;
-                            s.next - 1
+                            (s.next - 1, std::mem::take(&mut s.waiters))
                         };
                         let injected = *fault.lock().unwrap_or_else(|p| p.into_inner());
                         let result = match injected {
@@ -413,6 +423,12 @@ impl Flusher {
                         done.send_modify(|d| {
                             d.id = id;
                             d.flushes += 1;
+                            d.ops += batch;
+                            let i = FLUSH_BATCH_BOUNDS
+                                .iter()
+                                .position(|b| batch <= *b)
+                                .unwrap_or(0);
+                            d.batches[i] += 1;
                             d.error = result.err().map(|e| {
                                 let (kind, raw) = match &e {
                                     sled::Error::Io(io) => (io.kind(), io.raw_os_error()),
@@ -447,6 +463,7 @@ impl Flusher {
                 return Err(StoreError::Closed);
             }
             s.pending = true;
+            s.waiters += 1;
             cv.notify_one();
             s.next
         };
@@ -1844,10 +1861,17 @@ impl Store for SledStore {
                 oldest_ready_at,
             });
         }
+        let done = inner.flusher.done.borrow().clone();
         Ok(Stats {
             handlers: out,
             topic_depth,
-            flushes: self.flush_count(),
+            flushes: done.flushes,
+            flushed_ops: done.ops,
+            flush_batches: FLUSH_BATCH_BOUNDS
+                .iter()
+                .copied()
+                .zip(done.batches)
+                .collect(),
         })
     }
 }
@@ -1968,5 +1992,49 @@ mod tests {
         let s = SledStore::open(dir.path(), StoreConfig::default(), Arc::new(clock)).unwrap();
         s.message(acked[0].id).await.unwrap();
         s.message(after[0].id).await.unwrap();
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_share_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+        let s = SledStore::open(dir.path(), StoreConfig::default(), Arc::new(clock)).unwrap();
+        let spec = HandlerSpec {
+            name: "h".into(),
+            topic: "t".into(),
+            policy: HandlerPolicy::default(),
+        };
+        s.put_handler(spec, Bytes::from_static(b"\0asm"))
+            .await
+            .unwrap();
+        let before = s.stats().await.unwrap();
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let m = NewMessage {
+                        topic: "t".into(),
+                        payload: Bytes::from(format!("{i}")),
+                        ..Default::default()
+                    };
+                    s.enqueue(vec![m]).await.unwrap();
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let after = s.stats().await.unwrap();
+        assert_eq!(
+            after.flushed_ops - before.flushed_ops,
+            64,
+            "every enqueue waited for a flush"
+        );
+        let flushes = after.flushes - before.flushes;
+        assert!(
+            flushes < 64,
+            "64 concurrent enqueues took {flushes} flushes: no group commit"
+        );
+        let batched: u64 = after.flush_batches.iter().map(|(_, n)| n).sum();
+        assert_eq!(batched, after.flushes);
     }
 }
