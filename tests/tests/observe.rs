@@ -77,6 +77,21 @@ async fn scrape(app: &axum::Router) -> String {
     text
 }
 
+/// Scrapes until `series` reads `value`, and returns that scrape. The worker
+/// counts a settled delivery just after the store shows it settled, so a test
+/// that waited for the state polls for the counter too.
+async fn scrape_until(app: &axum::Router, series: &str, value: f64) -> String {
+    for _ in 0..2000 {
+        let text = scrape(app).await;
+        if sample(&text, series) == value {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let text = scrape(app).await;
+    panic!("{series} never reached {value}:\n{text}");
+}
+
 /// Waits until the delivery is in `state`.
 async fn wait_state(h: &Harness, id: MessageId, state: DeliveryState) -> DeliveryStatus {
     for _ in 0..4000 {
@@ -314,8 +329,7 @@ async fn an_expired_lease_is_recorded_as_interrupted() {
         human.contains("attempt 1  interrupted: lease expired"),
         "{human}"
     );
-    let text = scrape(&app).await;
-    assert_eq!(sample(&text, "sluice_lease_expiries_total"), 1.0);
+    let text = scrape_until(&app, "sluice_lease_expiries_total", 1.0).await;
     assert_eq!(sample(&text, "sluice_dlq_size{handler=\"sleeps\"}"), 1.0);
     h.stop().await;
 }
@@ -395,7 +409,12 @@ async fn metrics_move_with_enqueues_attempts_the_dlq_and_lag() {
     for id in &ids {
         h.settle(*id).await;
     }
-    let after = scrape(&app).await;
+    let after = scrape_until(
+        &app,
+        "sluice_deliveries_dead_lettered_total{handler=\"fails\"}",
+        N as f64,
+    )
+    .await;
     let series = |s: &str| sample(&after, s);
     assert_eq!(
         series("sluice_attempts_total{handler=\"fails\",outcome=\"exit\"}"),
@@ -431,7 +450,16 @@ async fn metrics_move_with_enqueues_attempts_the_dlq_and_lag() {
         series("sluice_attempt_duration_seconds_bucket{handler=\"fails\",le=\"+Inf\"}"),
         N as f64
     );
-    assert!(series("sluice_store_flushes_total") > 0.0);
+    // Group commit: every flush is in the batch-size histogram, and the
+    // flushed verbs include at least the N enqueues and N dead-letterings.
+    let flushes = series("sluice_store_flushes_total");
+    assert!(flushes > 0.0);
+    assert_eq!(series("sluice_group_commit_batch_size_count"), flushes);
+    assert_eq!(
+        series("sluice_group_commit_batch_size_bucket{le=\"+Inf\"}"),
+        flushes
+    );
+    assert!(series("sluice_group_commit_batch_size_sum") >= 2.0 * N as f64);
 
     // Replay the DLQ: fresh attempts, which count as first attempts again
     // (no redeliveries), and the DLQ gauge drops while they run.
@@ -479,7 +507,12 @@ async fn retries_count_as_redeliveries_and_success_as_completions() {
     let id = h.enqueue("flaky", "{}").await;
     let d = h.settle(id).await.deliveries.remove(0);
     assert_eq!(d.state, DeliveryState::Succeeded);
-    let text = scrape(&app).await;
+    let text = scrape_until(
+        &app,
+        "sluice_deliveries_completed_total{handler=\"flaky\"}",
+        1.0,
+    )
+    .await;
     let n = |s: &str| sample(&text, s);
     assert_eq!(
         n("sluice_attempts_total{handler=\"flaky\",outcome=\"exit\"}"),

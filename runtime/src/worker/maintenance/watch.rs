@@ -225,6 +225,8 @@ mod tests {
                 .collect(),
             topic_depth: BTreeMap::new(),
             flushes: 0,
+            flushed_ops: 0,
+            flush_batches: vec![],
         }
     }
 
