@@ -50,11 +50,9 @@ pub fn progress(
     elapsed: Duration,
     width: usize,
 ) -> String {
-    let filled = if total == 0 {
-        width
-    } else {
-        (done.min(total) * width) / total
-    };
+    let filled = (done.min(total) * width)
+        .checked_div(total)
+        .unwrap_or(width);
     let rate = done as f64 / elapsed.as_secs_f64().max(0.001);
     format!(
         "[{}{}] {done}/{total} ({} replayed, {skipped} skipped) at {rate:.1}/s",
