@@ -24,6 +24,7 @@
 //! | `W` | module sha256 | module bytes |
 //! | `C` | handler, state | count |
 //! | `Z` | — | last sequence number |
+//! | `N` | — | number of the last batch applied (write-ahead log position) |
 
 use uuid::Uuid;
 
@@ -47,6 +48,7 @@ pub(super) const TOPIC: u8 = b'P';
 pub(super) const MODULE: u8 = b'W';
 pub(super) const COUNT: u8 = b'C';
 pub(super) const SEQ: &[u8] = b"Z";
+pub(super) const BATCH: &[u8] = b"N";
 
 /// Builds a key from parts.
 #[derive(Debug, Default)]

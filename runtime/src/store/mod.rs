@@ -36,6 +36,7 @@ use crate::policy::{Disposition, HandlerPolicy, PolicyError};
 pub mod conformance;
 mod keys;
 mod sled_store;
+mod wal;
 
 pub use sled_store::SledStore;
 
@@ -61,6 +62,10 @@ pub struct StoreConfig {
     pub dlq_retention: Duration,
     /// Most headers per message. Default 64.
     pub max_headers: usize,
+    /// Write-ahead log size that triggers a checkpoint (the backend's own
+    /// flush, then older log files are deleted). Default 64 MiB; bounds the
+    /// replay at open.
+    pub checkpoint_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -72,6 +77,7 @@ impl Default for StoreConfig {
             message_retention: Duration::from_secs(7 * 24 * 3600),
             dlq_retention: Duration::from_secs(14 * 24 * 3600),
             max_headers: 64,
+            checkpoint_bytes: 64 << 20,
         }
     }
 }

@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::keys::{self, Key, u64_at, uuid_at};
+use super::wal;
 use super::*;
 use crate::clock::{Clock, Timestamp};
 use crate::names::{validate_handler, validate_key, validate_topic};
@@ -85,12 +86,17 @@ struct Inner {
     /// Handler records by name; written under `writer`, read by anyone.
     handlers: RwLock<BTreeMap<String, HandlerRecord>>,
     flusher: Flusher,
+    /// Log records of applied batches not yet written; appended under `writer`,
+    /// taken by the flusher.
+    wal_buf: Arc<Mutex<Vec<u8>>>,
     ready: watch::Sender<u64>,
 }
 
 struct Writer {
     counts: HashMap<(String, DeliveryState), u64>,
     seq: u64,
+    /// Number of the last batch applied (and appended to the log buffer).
+    batch: u64,
     rng: StdRng,
     prune_cursor: Vec<u8>,
 }
@@ -109,14 +115,13 @@ impl SledStore {
     /// deliveries become ready, or dead if that was their last attempt.
     pub fn open(dir: &Path, config: StoreConfig, clock: Arc<dyn Clock>) -> StoreResult<SledStore> {
         std::fs::create_dir_all(dir).map_err(StoreError::from_io)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(256 << 20)
-            .flush_every_ms(None)
-            .open()
-            .map_err(sled_error)?;
+        let db = open_db(dir)?;
         let tree = db.open_tree("queue").map_err(sled_error)?;
+        let wal_dir = dir.join("wal");
+        std::fs::create_dir_all(&wal_dir).map_err(StoreError::from_io)?;
+        let batch = replay(&db, &tree, &wal_dir)?;
+        let log = wal::LogFile::create_next(&wal_dir).map_err(StoreError::from_io)?;
+        log.delete_older().map_err(StoreError::from_io)?;
         let mut counts = HashMap::new();
         for kv in tree.scan_prefix([keys::COUNT]) {
             let (k, v) = kv.map_err(sled_error)?;
@@ -145,14 +150,17 @@ impl SledStore {
             handlers.insert(h.name.clone(), h);
         }
         let (ready, _) = watch::channel(0);
+        let wal_buf: Arc<Mutex<Vec<u8>>> = Arc::default();
         let inner = Arc::new(Inner {
-            flusher: Flusher::start(db),
+            flusher: Flusher::start(db, log, wal_buf.clone(), config.checkpoint_bytes),
+            wal_buf,
             tree,
             config,
             clock,
             writer: Mutex::new(Writer {
                 counts,
                 seq,
+                batch,
                 rng: StdRng::from_os_rng(),
                 prune_cursor: Vec::new(),
             }),
@@ -218,6 +226,60 @@ impl SledStore {
     pub fn flush_count(&self) -> u64 {
         self.inner.flusher.done.borrow().flushes
     }
+}
+
+/// Opens sled. A store dropped a moment ago in this process may still hold
+/// its file lock while sled's IO threads finish; wait up to 5 s for it.
+fn open_db(dir: &Path) -> StoreResult<sled::Db> {
+    let config = sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput)
+        .cache_capacity(512 << 20)
+        .flush_every_ms(None);
+    let mut tries = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && tries < 500 =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other.map_err(sled_error),
+        }
+    }
+}
+
+/// Re-applies the log's batches that sled does not hold yet (see [`wal`]);
+/// returns the number of the last batch. Ends with a sled flush, so the log
+/// files read here can be deleted.
+fn replay(db: &sled::Db, tree: &sled::Tree, wal_dir: &Path) -> StoreResult<u64> {
+    let mut last = tree
+        .get(keys::BATCH)
+        .map_err(sled_error)?
+        .and_then(|v| u64_at(&v, 0))
+        .unwrap_or(0);
+    let mut replayed = 0;
+    for (number, ops) in wal::read_all(wal_dir).map_err(StoreError::from_io)? {
+        if number <= last {
+            continue;
+        }
+        let mut batch = sled::Batch::default();
+        for (k, v) in ops {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        tree.apply_batch(batch).map_err(sled_error)?;
+        last = number;
+        replayed += 1;
+    }
+    if replayed > 0 {
+        tracing::info!(batches = replayed, "replayed the write-ahead log");
+    }
+    db.flush().map_err(sled_error)?;
+    Ok(last)
 }
 
 fn sled_error(e: sled::Error) -> StoreError {
@@ -379,8 +441,112 @@ struct Flusher {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// The flusher: waits for someone to need durability, writes every buffered
+/// log record and syncs; all waiters registered before it started are covered.
+fn flush_loop(
+    state: &(Mutex<FlushState>, Condvar),
+    done: &watch::Sender<FlushDone>,
+    fault: &Mutex<Option<std::io::ErrorKind>>,
+    db: &sled::Db,
+    mut log: wal::LogFile,
+    wal_buf: &Mutex<Vec<u8>>,
+    checkpoint_bytes: u64,
+) {
+    // Bytes not yet written (a failed write is retried before anything newer).
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let (id, batch) = {
+            let (lock, cv) = state;
+            let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
+            while !s.pending && !s.stop {
+                s = cv.wait(s).unwrap_or_else(|p| p.into_inner());
+            }
+            if !s.pending {
+                // Stopping: write what is left and leave sled durable, so a
+                // clean shutdown needs no replay.
+                drop(s);
+                carry.extend_from_slice(&std::mem::take(
+                    &mut *wal_buf.lock().unwrap_or_else(|p| p.into_inner()),
+                ));
+                let _ = log.append_durable(&carry);
+                let _ = db.flush();
+                break;
+            }
+            s.pending = false;
+            s.next += 1;
+            (s.next - 1, std::mem::take(&mut s.waiters))
+        };
+        carry.extend_from_slice(&std::mem::take(
+            &mut *wal_buf.lock().unwrap_or_else(|p| p.into_inner()),
+        ));
+        let injected = *fault.lock().unwrap_or_else(|p| p.into_inner());
+        let result = match injected {
+            Some(kind) => Err(wal::Failure::NotWritten(std::io::Error::new(
+                kind,
+                "injected fault",
+            ))),
+            None => log.append_durable(&carry),
+        };
+        let result = match result {
+            Ok(()) => {
+                carry.clear();
+                if log.len() > checkpoint_bytes {
+                    checkpoint(db, &mut log);
+                }
+                Ok(())
+            }
+            // Written but not known durable: never write these bytes twice.
+            Err(wal::Failure::NotSynced(e)) => {
+                carry.clear();
+                Err(e)
+            }
+            Err(wal::Failure::NotWritten(e)) => Err(e),
+        };
+        done.send_modify(|d| {
+            d.id = id;
+            d.flushes += 1;
+            d.ops += batch;
+            let i = FLUSH_BATCH_BOUNDS
+                .iter()
+                .position(|b| batch <= *b)
+                .unwrap_or(0);
+            d.batches[i] += 1;
+            d.error = result.err().map(|e| {
+                Arc::new(StoreErrorRepr {
+                    kind: e.kind(),
+                    raw: e.raw_os_error(),
+                    message: e.to_string(),
+                })
+            });
+        });
+    }
+}
+
+/// Moves to a new log file, makes sled durable up to now, drops older files.
+/// A failure keeps the old files (replay covers them); nothing is lost.
+fn checkpoint(db: &sled::Db, log: &mut wal::LogFile) {
+    let next = match wal::LogFile::create_next_after(log) {
+        Ok(next) => next,
+        Err(e) => return tracing::warn!(error = %e, "checkpoint: cannot start a new log file"),
+    };
+    *log = next;
+    if let Err(e) = db.flush() {
+        return tracing::warn!(error = %e, "checkpoint: sled flush failed; keeping the log");
+    }
+    if let Err(e) = log.delete_older() {
+        tracing::warn!(error = %e, "checkpoint: cannot delete old log files");
+    }
+}
+
 impl Flusher {
-    fn start(db: sled::Db) -> Flusher {
+    /// Starts the flusher thread. It owns the log file; sled itself is flushed
+    /// only at checkpoints.
+    fn start(
+        db: sled::Db,
+        log: wal::LogFile,
+        wal_buf: Arc<Mutex<Vec<u8>>>,
+        checkpoint_bytes: u64,
+    ) -> Flusher {
         let state = Arc::new((
             Mutex::new(FlushState {
                 next: 1,
@@ -393,55 +559,11 @@ impl Flusher {
         let (done, _) = watch::channel(FlushDone::default());
         let fault: Arc<Mutex<Option<std::io::ErrorKind>>> = Arc::default();
         let thread = {
-            let state = state.clone();
-            let done = done.clone();
-            let fault = fault.clone();
+            let (state, done, fault) = (state.clone(), done.clone(), fault.clone());
             std::thread::Builder::new()
                 .name("sluice-flusher".into())
                 .spawn(move || {
-                    loop {
-                        let (id, batch) = {
-                            let (lock, cv) = &*state;
-                            let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
-                            while !s.pending && !s.stop {
-                                s = cv.wait(s).unwrap_or_else(|p| p.into_inner());
-                            }
-                            if !s.pending {
-                                break;
-                            }
-                            s.pending = false;
-                            s.next += 1;
-                            (s.next - 1, std::mem::take(&mut s.waiters))
-                        };
-                        let injected = *fault.lock().unwrap_or_else(|p| p.into_inner());
-                        let result = match injected {
-                            Some(kind) => {
-                                Err(sled::Error::Io(std::io::Error::new(kind, "injected fault")))
-                            }
-                            None => db.flush(),
-                        };
-                        done.send_modify(|d| {
-                            d.id = id;
-                            d.flushes += 1;
-                            d.ops += batch;
-                            let i = FLUSH_BATCH_BOUNDS
-                                .iter()
-                                .position(|b| batch <= *b)
-                                .unwrap_or(0);
-                            d.batches[i] += 1;
-                            d.error = result.err().map(|e| {
-                                let (kind, raw) = match &e {
-                                    sled::Error::Io(io) => (io.kind(), io.raw_os_error()),
-                                    _ => (std::io::ErrorKind::Other, None),
-                                };
-                                Arc::new(StoreErrorRepr {
-                                    kind,
-                                    raw,
-                                    message: e.to_string(),
-                                })
-                            });
-                        });
-                    }
+                    flush_loop(&state, &done, &fault, &db, log, &wal_buf, checkpoint_bytes)
                 })
                 .expect("spawn flusher thread")
         };
@@ -523,13 +645,7 @@ impl Inner {
 
     /// Applies `txn` as one atomic batch, with the counts and sequence it changed.
     fn commit(&self, w: &mut Writer, txn: Txn<'_>) -> StoreResult<()> {
-        let mut batch = sled::Batch::default();
-        for (k, v) in txn.overlay {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
+        let mut ops: wal::Ops = txn.overlay.into_iter().collect();
         let mut new_counts = Vec::with_capacity(txn.counts.len());
         for ((h, s), delta) in txn.counts {
             if delta == 0 {
@@ -537,14 +653,29 @@ impl Inner {
             }
             let old = w.counts.get(&(h.clone(), s)).copied().unwrap_or(0);
             let new = (old as i64 + delta).max(0) as u64;
-            batch.insert(
+            ops.push((
                 Key::new(keys::COUNT).name(&h).byte(s as u8).build(),
-                new.to_be_bytes().to_vec(),
-            );
+                Some(new.to_be_bytes().to_vec()),
+            ));
             new_counts.push(((h, s), new));
         }
-        batch.insert(keys::SEQ, w.seq.to_be_bytes().to_vec());
+        let number = w.batch + 1;
+        ops.push((keys::SEQ.to_vec(), Some(w.seq.to_be_bytes().to_vec())));
+        ops.push((keys::BATCH.to_vec(), Some(number.to_be_bytes().to_vec())));
+        let mut batch = sled::Batch::default();
+        for (k, v) in &ops {
+            match v {
+                Some(v) => batch.insert(k.as_slice(), v.as_slice()),
+                None => batch.remove(k.as_slice()),
+            }
+        }
         self.tree.apply_batch(batch).map_err(sled_error)?;
+        w.batch = number;
+        wal::encode(
+            &mut self.wal_buf.lock().unwrap_or_else(|p| p.into_inner()),
+            number,
+            &ops,
+        );
         for (k, v) in new_counts {
             w.counts.insert(k, v);
         }
@@ -938,6 +1069,11 @@ impl Inner {
                 .is_none()
         {
             return Err(StoreError::UnknownTopic(m.topic));
+        }
+        if outbox && subscribers.is_empty() {
+            // Kept for replay (a handler registered later can `replay --since`),
+            // but nobody receives it now: say so loudly.
+            tracing::warn!(topic = %m.topic, "outbox message published to a topic with no handler");
         }
         if let Some(key) = &m.idempotency_key {
             let ikey = Key::new(keys::IDEMPOTENCY)
@@ -2036,5 +2172,46 @@ mod tests {
         );
         let batched: u64 = after.flush_batches.iter().map(|(_, n)| n).sum();
         assert_eq!(batched, after.flushes);
+    }
+    #[tokio::test]
+    async fn checkpoints_bound_the_log_and_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+        let config = StoreConfig {
+            checkpoint_bytes: 4096,
+            ..StoreConfig::default()
+        };
+        let s = SledStore::open(dir.path(), config.clone(), Arc::new(clock.clone())).unwrap();
+        let spec = HandlerSpec {
+            name: "h".into(),
+            topic: "t".into(),
+            policy: HandlerPolicy::default(),
+        };
+        s.put_handler(spec, Bytes::from_static(b"\0asm"))
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..200 {
+            let m = NewMessage {
+                topic: "t".into(),
+                payload: Bytes::from(vec![i as u8; 100]),
+                ..Default::default()
+            };
+            ids.push(s.enqueue(vec![m]).await.unwrap()[0].id);
+        }
+        let logs = wal::files(&dir.path().join("wal")).unwrap();
+        assert!(
+            logs.len() <= 2,
+            "old log files are deleted after a checkpoint: {logs:?}"
+        );
+        drop(s);
+        let s = SledStore::open(dir.path(), config, Arc::new(clock)).unwrap();
+        for id in ids {
+            s.message(id).await.unwrap();
+        }
+        assert_eq!(
+            s.stats().await.unwrap().handlers[0].counts[&DeliveryState::Ready],
+            200
+        );
     }
 }
