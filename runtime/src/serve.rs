@@ -78,7 +78,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         sandbox.clone(),
         metrics.clone(),
-        clock,
+        clock.clone(),
         RunnerConfig::default(),
     );
     let app = router(ApiState {
@@ -87,6 +87,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics,
         token: args.token.clone().filter(|t| !t.is_empty()),
         max_payload_bytes,
+        clock,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -34,6 +34,7 @@ use axum::http::{StatusCode, Uri};
 use axum::middleware;
 use axum::routing::{get, post, put};
 
+use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::sandbox::Sandbox;
 use crate::store::{Store, StoreConfig};
@@ -73,11 +74,16 @@ pub struct ApiState {
     pub token: Option<String>,
     /// The store's [`StoreConfig::max_payload_bytes`]; sizes the enqueue body limits.
     pub max_payload_bytes: usize,
+    /// The store's clock: ages in `/v1/stats` and `/metrics` (consumer lag) are
+    /// measured on it, so they agree with the store's timestamps. The system
+    /// clock in a server; a [`ManualClock`](crate::clock::ManualClock) in tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ApiState {
-    /// State with the default maximum payload (1 MiB); set
-    /// [`ApiState::max_payload_bytes`] when the store is configured otherwise.
+    /// State with the default maximum payload (1 MiB) and the system clock; set
+    /// [`ApiState::max_payload_bytes`] when the store is configured otherwise,
+    /// and [`ApiState::clock`] when it runs on another clock.
     pub fn new(
         store: Arc<dyn Store>,
         sandbox: Sandbox,
@@ -90,6 +96,7 @@ impl ApiState {
             metrics,
             token,
             max_payload_bytes: StoreConfig::default().max_payload_bytes,
+            clock: Arc::new(SystemClock),
         }
     }
 

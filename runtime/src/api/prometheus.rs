@@ -87,6 +87,16 @@ pub(super) fn render(stats: &Stats, metrics: &Metrics, now: Timestamp) -> String
         "Store flushes (group commits).",
     );
     out.sample("sluice_store_flushes_total", &[], stats.flushes as f64);
+    out.family(
+        "sluice_group_commit_batch_size",
+        "histogram",
+        "Store verbs made durable per flush (group commit); _sum is every verb flushed.",
+    );
+    out.count_histogram(
+        "sluice_group_commit_batch_size",
+        &stats.flush_batches,
+        stats.flushed_ops,
+    );
 
     for (name, help, counter) in [
         (
@@ -205,6 +215,30 @@ impl Exposition {
         );
     }
 
+    /// A histogram of counts without labels from `(upper bound, count)` pairs,
+    /// non-cumulative, `u64::MAX` meaning +Inf; a `+Inf` bucket is added when
+    /// missing, so the series is always complete.
+    fn count_histogram(&mut self, name: &str, buckets: &[(u64, u64)], sum: u64) {
+        let bucket = format!("{name}_bucket");
+        let mut cumulative = 0;
+        let mut saw_inf = false;
+        for (bound, count) in buckets {
+            cumulative += count;
+            let le = if *bound == u64::MAX {
+                saw_inf = true;
+                "+Inf".to_string()
+            } else {
+                bound.to_string()
+            };
+            self.sample(&bucket, &[("le", &le)], cumulative as f64);
+        }
+        if !saw_inf {
+            self.sample(&bucket, &[("le", "+Inf")], cumulative as f64);
+        }
+        self.sample(&format!("{name}_sum"), &[], sum as f64);
+        self.sample(&format!("{name}_count"), &[], cumulative as f64);
+    }
+
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
         self.text.push_str(name);
         if !labels.is_empty() {
@@ -262,6 +296,34 @@ mod tests {
         assert!(text.contains("sluice_attempts_total{handler=\"h\",outcome=\"exit\"} 1\n"));
         assert!(text.contains("sluice_redeliveries_total{handler=\"h\"} 1\n"));
         assert!(text.contains("sluice_store_flushes_total 3\n"));
+    }
+
+    #[test]
+    fn group_commit_batch_sizes_are_a_cumulative_histogram() {
+        let stats = Stats {
+            handlers: vec![],
+            topic_depth: Default::default(),
+            flushes: 3,
+            flushed_ops: 9,
+            flush_batches: vec![(1, 0), (2, 1), (4, 2), (u64::MAX, 0)],
+        };
+        let text = render(&stats, &Metrics::default(), Timestamp(0));
+        let expected = "# TYPE sluice_group_commit_batch_size histogram\n\
+            sluice_group_commit_batch_size_bucket{le=\"1\"} 0\n\
+            sluice_group_commit_batch_size_bucket{le=\"2\"} 1\n\
+            sluice_group_commit_batch_size_bucket{le=\"4\"} 3\n\
+            sluice_group_commit_batch_size_bucket{le=\"+Inf\"} 3\n\
+            sluice_group_commit_batch_size_sum 9\n\
+            sluice_group_commit_batch_size_count 3\n";
+        assert!(text.contains(expected), "{text}");
+
+        // Without an explicit +Inf bound, one is added.
+        let mut out = Exposition::default();
+        out.count_histogram("x", &[(8, 2)], 10);
+        assert_eq!(
+            out.text,
+            "x_bucket{le=\"8\"} 2\nx_bucket{le=\"+Inf\"} 2\nx_sum 10\nx_count 2\n"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! output.
 
 use std::io::{IsTerminal, Write as _};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use reqwest::Method;
@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::client::{Client, ServerError};
+use super::pace::{self, Pacer};
 use super::render::{self, Color, Style};
 use super::{
     AttemptsArgs, Command, Conn, DeadFilterArgs, DlqArgs, DlqCommand, EnqueueArgs, HandlersArgs,
@@ -317,12 +318,11 @@ async fn replay_at_rate(c: &Client, f: &DeadFilterView, rate: f64) -> anyhow::Re
         }
     }
     let progress = std::io::stderr().is_terminal();
-    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pacer = Pacer::new(rate);
     let started = Instant::now();
     let mut n = CountView::default();
     for (i, id) in ids.iter().enumerate() {
-        ticks.tick().await;
+        tokio::time::sleep(pacer.wait(started.elapsed())).await;
         match c.post::<CountView>(&format!("/v1/dlq/{id}/replay")).await {
             Ok(_) => n.count += 1,
             Err(e)
@@ -339,14 +339,8 @@ async fn replay_at_rate(c: &Client, f: &DeadFilterView, rate: f64) -> anyhow::Re
             }
         }
         if progress {
-            let secs = started.elapsed().as_secs_f64().max(0.001);
-            eprint!(
-                "\rreplayed {}/{} (skipped {}) at {:.1}/s ",
-                n.count,
-                ids.len(),
-                n.skipped,
-                (i + 1) as f64 / secs
-            );
+            let line = pace::progress(i + 1, ids.len(), n.skipped, started.elapsed(), 30);
+            eprint!("\r{line} ");
             let _ = std::io::stderr().flush();
         }
     }

@@ -10,6 +10,7 @@
 //! - this file: the clap definitions ([`Cli`], [`Command`]) and [`execute`].
 //! - [`client`]: the HTTP client.
 //! - [`render`]: human output (tables, attempts), colour only on a terminal.
+//! - [`pace`]: the pacing and progress line of `dlq replay --all --rate`.
 //! - `commands`: what each client command does.
 //! - `run`: `sluice run`, one local invocation in the sandbox, no server.
 
@@ -25,6 +26,7 @@ use crate::units::{parse_duration, parse_size};
 
 pub mod client;
 mod commands;
+pub mod pace;
 pub mod render;
 mod run;
 

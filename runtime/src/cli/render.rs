@@ -39,11 +39,26 @@ pub struct Style {
 }
 
 impl Style {
-    /// Colour when stdout is a terminal and `NO_COLOR` is not set.
+    /// Colour when stdout is a terminal and `NO_COLOR` is not set (see [`Style::decide`]).
     pub fn detect() -> Style {
+        Style::decide(
+            std::io::stdout().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        )
+    }
+
+    /// The decision behind [`Style::detect`]: colour only on a terminal, and not
+    /// when `NO_COLOR` is set to a non-empty value (<https://no-color.org>: an
+    /// empty `NO_COLOR` counts as unset). Piped output is always plain.
+    pub fn decide(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> Style {
         Style {
-            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            color: is_terminal && no_color.is_none_or(|v| v.is_empty()),
         }
+    }
+
+    /// Whether this style colours.
+    pub fn is_colored(&self) -> bool {
+        self.color
     }
 
     /// Never colour.
@@ -189,6 +204,10 @@ pub fn attempt(a: &AttemptView, style: &Style, excerpt: Option<usize>) -> String
         "  {}",
         style.paint(Color::Dim, &format!("started {}", a.started_at))
     );
+    let details = details(a);
+    if !details.is_empty() {
+        let _ = writeln!(out, "  {}", style.paint(Color::Dim, &details));
+    }
     if let Some(Outcome::Trap { backtrace, .. }) = &a.outcome
         && !backtrace.trim().is_empty()
     {
@@ -232,6 +251,22 @@ pub fn attempt(a: &AttemptView, style: &Style, excerpt: Option<usize>) -> String
         }
     }
     out
+}
+
+/// The attempt's resources: `module 3f2a9c0e11d4  peak memory 1.1 MiB  fuel
+/// 12345` (what is known of them; empty while it runs).
+fn details(a: &AttemptView) -> String {
+    let mut parts = Vec::new();
+    if let Some(sha) = &a.module_sha256 {
+        parts.push(format!("module {}", &sha[..sha.len().min(12)]));
+    }
+    if let Some(bytes) = a.peak_memory_bytes {
+        parts.push(format!("peak memory {}", fmt_bytes(bytes)));
+    }
+    if let Some(fuel) = a.fuel_used {
+        parts.push(format!("fuel {fuel}"));
+    }
+    parts.join("  ")
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
@@ -429,22 +464,29 @@ pub fn dead_letters(page: &DeadLettersView, style: &Style) -> String {
     out
 }
 
-/// `sluice stats`: per-handler counts, then the three signals.
+/// `sluice stats`: the three signals per handler first (DLQ size, ready
+/// backlog and its lag, open depth), then the other state counts; then the
+/// totals and the depth per topic.
 pub fn stats(s: &StatsView, style: &Style) -> String {
     let mut table = Table::new(&[
         "HANDLER",
         "TOPIC",
         "STATUS",
-        "SCHEDULED",
+        "DLQ",
         "READY",
+        "LAG",
+        "OPEN",
+        "SCHEDULED",
         "LEASED",
         "RETRYING",
         "SUCCEEDED",
-        "DEAD",
-        "OLDEST READY",
     ]);
     for h in &s.handlers {
-        let count = |state: &str| h.counts.get(state).copied().unwrap_or(0).to_string();
+        let count = |state: &str| h.counts.get(state).copied().unwrap_or(0);
+        let open: u64 = ["scheduled", "ready", "leased", "retrying"]
+            .into_iter()
+            .map(count)
+            .sum();
         table.row_colored(vec![
             (h.handler.clone(), None),
             (h.topic.clone(), None),
@@ -453,13 +495,14 @@ pub fn stats(s: &StatsView, style: &Style) -> String {
             } else {
                 ("active".into(), None)
             },
-            (count("scheduled"), None),
-            (count("ready"), None),
-            (count("leased"), None),
-            (count("retrying"), None),
-            (count("succeeded"), None),
-            (count("dead"), (h.dlq > 0).then_some(Color::Red)),
+            (h.dlq.to_string(), (h.dlq > 0).then_some(Color::Red)),
+            (h.ready.to_string(), None),
             (h.oldest_ready_age_ms.map_or("-".into(), millis), None),
+            (open.to_string(), None),
+            (count("scheduled").to_string(), None),
+            (count("leased").to_string(), None),
+            (count("retrying").to_string(), None),
+            (count("succeeded").to_string(), None),
         ]);
     }
     let mut out = table.render(style);
@@ -546,6 +589,87 @@ mod tests {
             t.render(&Style::plain()),
             "A          LONGER\nwide cell  x\n"
         );
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(Style::decide(true, None).is_colored());
+        assert!(!Style::decide(false, None).is_colored(), "piped: plain");
+        assert!(!Style::decide(true, Some(OsStr::new("1"))).is_colored());
+        assert!(!Style::decide(false, Some(OsStr::new("1"))).is_colored());
+        // no-color.org: an empty NO_COLOR is as if unset.
+        assert!(Style::decide(true, Some(OsStr::new(""))).is_colored());
+        let red = Style::decide(true, None).paint(Color::Red, "dead");
+        assert_eq!(red, "\x1b[31mdead\x1b[0m");
+        assert_eq!(Style::decide(false, None).paint(Color::Red, "dead"), "dead");
+    }
+
+    #[test]
+    fn an_attempt_shows_its_module_memory_and_fuel() {
+        let mut a = attempt_view(Some(Outcome::FuelExhausted { limit: 1000 }));
+        a.module_sha256 = Some("ab".repeat(32));
+        a.peak_memory_bytes = Some(2 << 20);
+        a.fuel_used = Some(1000);
+        let text = attempt(&a, &Style::plain(), None);
+        let second = text.lines().nth(1).unwrap();
+        assert_eq!(
+            second, "  module abababababab  peak memory 2 MiB  fuel 1000",
+            "{text}"
+        );
+        // Unmetered and still running: only what is known.
+        a.fuel_used = None;
+        assert!(
+            attempt(&a, &Style::plain(), None)
+                .contains("  module abababababab  peak memory 2 MiB\n")
+        );
+        let running = attempt(&attempt_view(None), &Style::plain(), None);
+        assert!(running.starts_with("attempt 2  running"), "{running}");
+        assert_eq!(details(&attempt_view(None)), "");
+    }
+
+    #[test]
+    fn colour_marks_failures_red_and_success_green() {
+        let colored = Style::decide(true, None);
+        let failed = attempt(
+            &attempt_view(Some(Outcome::Exit { code: 3 })),
+            &colored,
+            None,
+        );
+        assert!(failed.contains("\x1b[31mexit 3\x1b[0m"), "{failed:?}");
+        let ok = attempt(&attempt_view(Some(Outcome::Ok)), &colored, None);
+        assert!(ok.contains("\x1b[32mok\x1b[0m"), "{ok:?}");
+    }
+
+    #[test]
+    fn stats_lead_with_the_three_signals() {
+        let view: StatsView = serde_json::from_value(serde_json::json!({
+            "handlers": [{
+                "handler": "resize", "topic": "images", "paused": true,
+                "counts": {"scheduled": 1, "ready": 3, "leased": 1, "retrying": 2,
+                           "succeeded": 10, "dead": 4},
+                "ready": 3, "dlq": 4,
+                "oldest_ready_at": "2026-01-01T00:00:00.000Z", "oldest_ready_age_ms": 1500
+            }],
+            "topics": {"images": 7},
+            "dlq": 4, "ready": 3, "oldest_ready_age_ms": 1500, "flushes": 9
+        }))
+        .unwrap();
+        let text = stats(&view, &Style::plain());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "HANDLER  TOPIC   STATUS  DLQ  READY  LAG    OPEN  SCHEDULED  LEASED  RETRYING  SUCCEEDED"
+        );
+        assert_eq!(
+            lines[1],
+            "resize   images  paused  4    3      1.5 s  7     1          1       2         10"
+        );
+        assert!(
+            text.contains("dlq 4  ready 3  oldest ready 1.5 s  flushes 9\n"),
+            "{text}"
+        );
+        assert!(text.contains("topic images: 7 undelivered\n"), "{text}");
     }
 
     #[test]

@@ -945,7 +945,7 @@ impl Inner {
                 .build(),
             Vec::new(),
         );
-        tracing::warn!(delivery = %rec.id, message = %rec.message_id, handler = %rec.handler, %reason, "delivery dead-lettered");
+        tracing::warn!(delivery = %rec.id, message_id = %rec.message_id, handler = %rec.handler, %reason, "delivery dead-lettered");
         rec.dead_reason = Some(reason);
         self.release_key(txn, rec, now)
     }

@@ -151,6 +151,7 @@ impl Runner {
         tasks.spawn(maintenance::promote::run(ctx.clone()));
         tasks.spawn(maintenance::rescue::run(ctx.clone()));
         tasks.spawn(maintenance::prune::run(ctx.clone()));
+        tasks.spawn(maintenance::watch::run(ctx.clone()));
         Runner {
             ctx,
             tasks: Mutex::new(tasks),
