@@ -86,6 +86,7 @@ fn cpu_secs() -> f64 {
 }
 
 /// What one measurement saw.
+#[derive(Clone, Copy)]
 struct Sample {
     ops: u64,
     secs: f64,

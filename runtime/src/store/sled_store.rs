@@ -563,7 +563,7 @@ impl Flusher {
             std::thread::Builder::new()
                 .name("sluice-flusher".into())
                 .spawn(move || {
-                    flush_loop(&state, &done, &fault, &db, log, &wal_buf, checkpoint_bytes)
+                    flush_loop(&state, &done, &fault, &db, log, &wal_buf, checkpoint_bytes);
                 })
                 .expect("spawn flusher thread")
         };
