@@ -1,0 +1,220 @@
+//! `sluice serve` as a process: the loopback/token rule, graceful shutdown on
+//! SIGTERM with an attempt in flight, a restart that resumes, and a module
+//! swap that leaves running attempts on the old version.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn sluice(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env("SLUICE_URL", url)
+        .env_remove("SLUICE_TOKEN")
+        .output()
+        .expect("run sluice")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Starts `sluice serve` on a free port; returns it once it listens.
+fn serve(data: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--grace",
+            "20s",
+            "--data-dir",
+        ])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    (child, url)
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wasm(dir: &Path, name: &str, wat: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, wat::parse_str(wat).unwrap()).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+/// A guest that sleeps `ms` milliseconds (WASI poll_oneoff), then exits 0.
+fn sleeper(ms: u64) -> String {
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  ;; subscription at 0: userdata u64, tag u8 (0 = clock) at 8, clock id u32 at 16,
+  ;; timeout u64 at 24, precision u64 at 32, flags u16 at 40 (0 = relative)
+  (data (i32.const 24) "{}")
+  (func (export "_start") (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#,
+        (ms * 1_000_000)
+            .to_le_bytes()
+            .iter()
+            .map(|b| format!("\\{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+fn status(url: &str, id: &str) -> Value {
+    serde_json::from_str(&ok(&sluice(url, &["status", id, "--json"]))).unwrap()
+}
+
+#[test]
+fn non_loopback_listen_requires_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("SLUICE_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("requires --token"), "{err}");
+}
+
+#[test]
+fn sigterm_lets_the_running_attempt_finish_and_a_restart_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, url) = serve(&data);
+    let slow = wasm(dir.path(), "slow.wasm", &sleeper(1500));
+    ok(&sluice(
+        &url,
+        &[
+            "register",
+            "slow",
+            "--topic",
+            "t",
+            "--module",
+            &slow,
+            "--concurrency",
+            "1",
+        ],
+    ));
+    let first = ok(&sluice(&url, &["enqueue", "t", "one"]));
+    let second = ok(&sluice(&url, &["enqueue", "t", "two"]));
+    // Wait until the first attempt runs, then ask the server to stop.
+    for _ in 0..200 {
+        if status(&url, &first)["deliveries"][0]["state"] == "leased" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sigterm(&child);
+    assert!(child.wait().unwrap().success(), "a graceful stop exits 0");
+    // Restart on the same data: the first finished inside the grace period (one
+    // ok attempt, nothing interrupted) and the second runs now.
+    let (mut child, url) = serve(&data);
+    for _ in 0..500 {
+        if status(&url, &second)["deliveries"][0]["state"] == "succeeded" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let one = status(&url, &first);
+    let attempts = one["deliveries"][0]["attempts"].as_array().unwrap();
+    assert_eq!(one["deliveries"][0]["state"], "succeeded", "{one}");
+    assert_eq!(
+        attempts.len(),
+        1,
+        "finished in the grace period, not interrupted: {one}"
+    );
+    assert_eq!(status(&url, &second)["deliveries"][0]["state"], "succeeded");
+    sigterm(&child);
+    child.wait().unwrap();
+}
+
+#[test]
+fn re_registering_swaps_the_module_and_running_attempts_keep_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url) = serve(&dir.path().join("data"));
+    let old = wasm(dir.path(), "old.wasm", &sleeper(800));
+    let new = wasm(dir.path(), "new.wasm", &sleeper(1));
+    ok(&sluice(
+        &url,
+        &[
+            "register",
+            "h",
+            "--topic",
+            "t",
+            "--module",
+            &old,
+            "--concurrency",
+            "1",
+        ],
+    ));
+    let a = ok(&sluice(&url, &["enqueue", "t", "a"]));
+    for _ in 0..200 {
+        if status(&url, &a)["deliveries"][0]["state"] == "leased" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ok(&sluice(
+        &url,
+        &["register", "h", "--topic", "t", "--module", &new],
+    ));
+    let b = ok(&sluice(&url, &["enqueue", "t", "b"]));
+    for _ in 0..500 {
+        if status(&url, &b)["deliveries"][0]["state"] == "succeeded" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sha = |id: &str| {
+        status(&url, id)["deliveries"][0]["attempts"][0]["module_sha256"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (sha_a, sha_b) = (sha(&a), sha(&b));
+    let took = status(&url, &a)["deliveries"][0]["attempts"][0]["duration_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        took >= 500,
+        "the first attempt was running during the swap ({took} ms)"
+    );
+    assert_ne!(
+        sha_a, sha_b,
+        "the attempt running at the swap finished on the old module"
+    );
+    let shown = ok(&sluice(&url, &["handlers", "show", "h", "--json"]));
+    assert!(
+        shown.contains(&sha_b),
+        "the handler now runs the new module: {shown}"
+    );
+    sigterm(&child);
+    child.wait().unwrap();
+}
