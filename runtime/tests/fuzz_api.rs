@@ -9,7 +9,8 @@
 //!
 //! `SLUICE_FUZZ_CASES` sets the cases per property (default 200, a few seconds
 //! each); the long run in docs/crash-testing.md used
-//! `SLUICE_FUZZ_CASES=40000 cargo test -p sluice --test fuzz_api`.
+//! `SLUICE_FUZZ_CASES=500000 cargo test -p sluice --test fuzz_api -- --test-threads 1`
+//! (2,000,000 cases in about 10 minutes).
 
 use std::sync::{Arc, OnceLock};
 
