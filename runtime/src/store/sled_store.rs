@@ -454,6 +454,7 @@ fn flush_loop(
 ) {
     // Bytes not yet written (a failed write is retried before anything newer).
     let mut carry: Vec<u8> = Vec::new();
+    let mut checkpointing: Option<JoinHandle<()>> = None;
     loop {
         let (id, batch) = {
             let (lock, cv) = state;
@@ -469,6 +470,9 @@ fn flush_loop(
                     &mut *wal_buf.lock().unwrap_or_else(|p| p.into_inner()),
                 ));
                 let _ = log.append_durable(&carry);
+                if let Some(t) = checkpointing.take() {
+                    let _ = t.join();
+                }
                 let _ = db.flush();
                 break;
             }
@@ -491,7 +495,7 @@ fn flush_loop(
             Ok(()) => {
                 carry.clear();
                 if log.len() > checkpoint_bytes {
-                    checkpoint(db, &mut log);
+                    checkpoint(db, &mut log, &mut checkpointing);
                 }
                 Ok(())
             }
@@ -522,19 +526,37 @@ fn flush_loop(
     }
 }
 
-/// Moves to a new log file, makes sled durable up to now, drops older files.
-/// A failure keeps the old files (replay covers them); nothing is lost.
-fn checkpoint(db: &sled::Db, log: &mut wal::LogFile) {
-    let next = match wal::LogFile::create_next_after(log) {
+/// Moves to a new log file, then makes sled durable and drops the older files
+/// on a thread of its own, so appends to the new file never wait for sled's
+/// flush. One checkpoint at a time; a failure keeps the old files (replay
+/// covers them), so nothing is lost.
+fn checkpoint(db: &sled::Db, log: &mut wal::LogFile, running: &mut Option<JoinHandle<()>>) {
+    if running.as_ref().is_some_and(|t| !t.is_finished()) {
+        return;
+    }
+    if let Some(t) = running.take() {
+        let _ = t.join();
+    }
+    let next = match log.create_next_after() {
         Ok(next) => next,
         Err(e) => return tracing::warn!(error = %e, "checkpoint: cannot start a new log file"),
     };
+    let (dir, number) = next.position();
     *log = next;
-    if let Err(e) = db.flush() {
-        return tracing::warn!(error = %e, "checkpoint: sled flush failed; keeping the log");
-    }
-    if let Err(e) = log.delete_older() {
-        tracing::warn!(error = %e, "checkpoint: cannot delete old log files");
+    let db = db.clone();
+    let spawned = std::thread::Builder::new()
+        .name("sluice-checkpoint".into())
+        .spawn(move || {
+            if let Err(e) = db.flush() {
+                return tracing::warn!(error = %e, "checkpoint: sled flush failed; keeping the log");
+            }
+            if let Err(e) = wal::delete_before(&dir, number) {
+                tracing::warn!(error = %e, "checkpoint: cannot delete old log files");
+            }
+        });
+    match spawned {
+        Ok(t) => *running = Some(t),
+        Err(e) => tracing::warn!(error = %e, "checkpoint: cannot start its thread"),
     }
 }
 

@@ -181,13 +181,23 @@ impl LogFile {
 
     /// Deletes every log file older than this one (after a checkpoint).
     pub(super) fn delete_older(&self) -> io::Result<()> {
-        for (number, path) in files(&self.dir)? {
-            if number < self.number {
-                fs::remove_file(path)?;
-            }
-        }
-        File::open(&self.dir)?.sync_all()
+        delete_before(&self.dir, self.number)
     }
+
+    /// Where this file lives and its number, for [`delete_before`] elsewhere.
+    pub(super) fn position(&self) -> (PathBuf, u64) {
+        (self.dir.clone(), self.number)
+    }
+}
+
+/// Deletes the log files of `dir` numbered below `number`.
+pub(super) fn delete_before(dir: &Path, number: u64) -> io::Result<()> {
+    for (n, path) in files(dir)? {
+        if n < number {
+            fs::remove_file(path)?;
+        }
+    }
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
