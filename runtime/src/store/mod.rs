@@ -213,6 +213,26 @@ pub struct AttemptReport {
     pub fuel_used: Option<u64>,
 }
 
+impl AttemptReport {
+    /// The report of an attempt that never reported an outcome (a restart, an
+    /// expired lease, a host failure): no output, [`Outcome::Interrupted`].
+    pub fn interrupted(reason: &str, duration_ms: u64, module_sha256: String) -> AttemptReport {
+        AttemptReport {
+            outcome: Outcome::Interrupted {
+                reason: reason.to_string(),
+            },
+            duration_ms,
+            module_sha256,
+            stdout: Bytes::new(),
+            stdout_truncated: false,
+            stderr: Bytes::new(),
+            stderr_truncated: false,
+            peak_memory_bytes: 0,
+            fuel_used: None,
+        }
+    }
+}
+
 /// One recorded attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptRecord {

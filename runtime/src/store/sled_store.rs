@@ -37,7 +37,6 @@ use super::wal;
 use super::*;
 use crate::clock::{Clock, Timestamp};
 use crate::names::{validate_handler, validate_key, validate_topic};
-use crate::outcome::Outcome;
 use crate::policy::Disposition;
 
 /// A delivery as stored.
@@ -201,7 +200,7 @@ impl SledStore {
                     inner.kill(&mut txn, &mut rec, reason, now)?;
                 } else {
                     inner.move_to(&mut txn, &mut rec, DeliveryState::Ready);
-                    inner.activate(&mut txn, &mut rec, now, None);
+                    inner.activate(&mut txn, &mut rec, now, None, false);
                 }
                 txn.put_delivery(&rec)?;
             }
@@ -746,42 +745,31 @@ impl Inner {
             }
         }
         let nb = rec.not_before;
-        self.activate_new(txn, rec, now, nb);
+        self.activate(txn, rec, now, nb, true);
         Ok(())
     }
 
-    /// Like [`Inner::activate`] for a delivery not yet counted in any state.
-    fn activate_new(
-        &self,
-        txn: &mut Txn<'_>,
-        rec: &mut DeliveryRec,
-        now: Timestamp,
-        not_before: Option<Timestamp>,
-    ) {
-        let state = if not_before.is_some_and(|t| t > now) {
-            DeliveryState::Scheduled
-        } else {
-            DeliveryState::Ready
-        };
-        txn.count(&rec.handler, state, 1);
-        rec.state = state;
-        self.index_active(txn, rec, now, not_before);
-    }
-
     /// Moves a delivery that holds its key (or has none) to scheduled or ready.
+    /// A `new` delivery is not counted in any state yet.
     fn activate(
         &self,
         txn: &mut Txn<'_>,
         rec: &mut DeliveryRec,
         now: Timestamp,
         not_before: Option<Timestamp>,
+        new: bool,
     ) {
         let state = if not_before.is_some_and(|t| t > now) {
             DeliveryState::Scheduled
         } else {
             DeliveryState::Ready
         };
-        self.move_to(txn, rec, state);
+        if new {
+            txn.count(&rec.handler, state, 1);
+            rec.state = state;
+        } else {
+            self.move_to(txn, rec, state);
+        }
         self.index_active(txn, rec, now, not_before);
     }
 
@@ -859,7 +847,7 @@ impl Inner {
                 let mut next = txn.delivery(next_id)?;
                 txn.put(head, next_id.as_bytes().to_vec());
                 let nb = next.not_before;
-                self.activate(txn, &mut next, now, nb);
+                self.activate(txn, &mut next, now, nb, false);
                 txn.put_delivery(&next)?;
             }
             None => txn.del(head),
@@ -931,19 +919,11 @@ impl Inner {
             Some(v) => decode_json::<AttemptRecord>(&v)?.started_at,
             None => now,
         };
-        let report = AttemptReport {
-            outcome: Outcome::Interrupted {
-                reason: reason.to_string(),
-            },
-            duration_ms: now.since(started).as_millis() as u64,
-            module_sha256: module.unwrap_or_default(),
-            stdout: Bytes::new(),
-            stdout_truncated: false,
-            stderr: Bytes::new(),
-            stderr_truncated: false,
-            peak_memory_bytes: 0,
-            fuel_used: None,
-        };
+        let report = AttemptReport::interrupted(
+            reason,
+            now.since(started).as_millis() as u64,
+            module.unwrap_or_default(),
+        );
         self.finish_attempt(txn, rec, report, now)
     }
 
@@ -1795,7 +1775,7 @@ impl Store for SledStore {
                 let id = uuid_at(&k, 9).ok_or_else(|| corrupt("scheduled key"))?;
                 txn.del(k.to_vec());
                 let mut rec = txn.delivery(id)?;
-                inner.activate(&mut txn, &mut rec, now, None);
+                inner.activate(&mut txn, &mut rec, now, None, false);
                 txn.put_delivery(&rec)?;
                 n += 1;
             }
@@ -2038,6 +2018,7 @@ impl Store for SledStore {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::outcome::Outcome;
 
     fn report(outcome: Outcome) -> AttemptReport {
         AttemptReport {

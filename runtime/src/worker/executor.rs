@@ -108,19 +108,11 @@ async fn run(ctx: &Context, handler: &HandlerRecord, leased: &Leased) -> Done {
 fn host_failure(handler: &HandlerRecord, error: &str, started: std::time::Instant) -> Done {
     tracing::error!(error = %error, "host failure running attempt");
     Done {
-        report: AttemptReport {
-            outcome: Outcome::Interrupted {
-                reason: format!("host error: {error}"),
-            },
-            duration_ms: started.elapsed().as_millis() as u64,
-            module_sha256: handler.module_sha256.clone(),
-            stdout: Bytes::new(),
-            stdout_truncated: false,
-            stderr: Bytes::new(),
-            stderr_truncated: false,
-            peak_memory_bytes: 0,
-            fuel_used: None,
-        },
+        report: AttemptReport::interrupted(
+            &format!("host error: {error}"),
+            started.elapsed().as_millis() as u64,
+            handler.module_sha256.clone(),
+        ),
         outbox: Vec::new(),
     }
 }
