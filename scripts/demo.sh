@@ -59,5 +59,7 @@ step "the flaky job: failed twice, succeeded on attempt 3"
 "$sluice" status "$job"
 step "the malformed signup: rejected (exit 65) and dead-lettered after one attempt"
 "$sluice" dlq list
+dead=$("$sluice" status "$bad" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["deliveries"][0]["id"])')
+"$sluice" dlq show "$dead"
 step "stats: the three signals per handler (DLQ size, depth, lag)"
 "$sluice" stats
