@@ -2,20 +2,19 @@
 //! random loopback port (the one test here that opens a port), `sluice run`
 //! against the real sandbox, and error lines.
 
+mod common;
+use common::{json, kill_next, ok, sluice, trap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde_json::Value;
 
 use sluice::api::{ApiState, router};
 use sluice::clock::SystemClock;
 use sluice::metrics::Metrics;
-use sluice::outcome::Outcome;
-use sluice::policy::Disposition;
 use sluice::sandbox::{Sandbox, SandboxConfig};
-use sluice::store::{AttemptReport, SledStore, Store, StoreConfig};
+use sluice::store::{SledStore, Store, StoreConfig};
 
 const NOOP: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
 
@@ -31,41 +30,9 @@ const HI_THEN_REJECT: &str = r#"(module
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
     (call $proc_exit (i32.const 65))))"#;
 
-fn sluice(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .env_remove("SLUICE_URL")
-        .env_remove("SLUICE_TOKEN")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_str(&ok(out)).unwrap()
-}
-
-/// Asserts failure with one `error: ...` line on stderr; returns it.
+/// Like [`common::fails`], and the error is one line.
 fn fails(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "unexpected success: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let err = String::from_utf8(out.stderr.clone()).unwrap();
-    assert!(err.starts_with("error: "), "{err}");
+    let err = common::fails(out);
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     err
 }
@@ -74,30 +41,6 @@ fn module(dir: &Path, name: &str, wat: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
     path
-}
-
-/// Leases the handler's next delivery and fails it into the DLQ, as a worker would.
-async fn kill_next(store: &Arc<dyn Store>, handler: &str) {
-    let leased = store.lease(handler, 1).await.unwrap().pop().unwrap();
-    let report = AttemptReport {
-        outcome: Outcome::Trap {
-            trap: "unreachable".into(),
-            message: "wasm trap: wasm `unreachable` instruction executed".into(),
-            backtrace: "0: resize!decode\n1: _start".into(),
-        },
-        duration_ms: 3,
-        module_sha256: "cd".repeat(32),
-        stdout: Bytes::new(),
-        stdout_truncated: false,
-        stderr: Bytes::from_static(b"decoding failed\n"),
-        stderr_truncated: false,
-        peak_memory_bytes: 65536,
-        fuel_used: None,
-    };
-    let dead = Disposition::Dead {
-        reason: "attempts exhausted (1 of 1): trap".into(),
-    };
-    store.fail(&leased.lease, report, dead).await.unwrap();
 }
 
 #[test]
@@ -198,21 +141,18 @@ fn client_commands_against_a_served_api() {
     );
 
     // A dead delivery through the DLQ commands.
-    rt.block_on(kill_next(&store, "resize"));
+    rt.block_on(kill_next(&store, "resize", trap()));
     let status = json(&run(&["status", id, "--json"]));
     let delivery = status["deliveries"][0]["id"].as_str().unwrap().to_string();
     let attempt = &status["deliveries"][0]["attempts"][0];
     assert_eq!(attempt["number"], 1);
     assert_eq!(attempt["outcome"]["kind"], "trap");
-    assert_eq!(attempt["stderr"], "decoding failed\n");
-    assert_eq!(attempt["duration_ms"], 3);
+    assert_eq!(attempt["stderr"], "it went wrong\n");
+    assert_eq!(attempt["duration_ms"], 7);
     let shown = ok(&run(&["attempts", &delivery]));
     assert!(shown.contains("attempt 1  trap unreachable"), "{shown}");
-    assert!(
-        shown.contains("backtrace:\n    0: resize!decode"),
-        "{shown}"
-    );
-    assert!(shown.contains("stderr:\n    decoding failed"), "{shown}");
+    assert!(shown.contains("backtrace:\n    0: a!explode"), "{shown}");
+    assert!(shown.contains("stderr:\n    it went wrong"), "{shown}");
     let dlq = json(&run(&[
         "dlq",
         "list",
@@ -247,7 +187,7 @@ fn client_commands_against_a_served_api() {
         json(&run(&["status", id, "--json"]))["deliveries"][0]["state"],
         "ready"
     );
-    rt.block_on(kill_next(&store, "resize"));
+    rt.block_on(kill_next(&store, "resize", trap()));
     assert_eq!(
         json(&run(&["dlq", "purge", &delivery, "--yes", "--json"]))["count"],
         1

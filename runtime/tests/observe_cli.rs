@@ -2,8 +2,10 @@
 //! (random loopback port), and `sluice run`'s rendering of each way a module
 //! can fail. Output is piped here, so it must be plain even without `NO_COLOR`.
 
+mod common;
+use common::{fails, json, kill_next, ok, sluice, text, trap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,55 +15,10 @@ use sluice::api::{ApiState, router};
 use sluice::clock::SystemClock;
 use sluice::metrics::Metrics;
 use sluice::outcome::Outcome;
-use sluice::policy::Disposition;
 use sluice::sandbox::{Sandbox, SandboxConfig};
-use sluice::store::{AttemptReport, NewMessage, SledStore, Store, StoreConfig};
+use sluice::store::{NewMessage, SledStore, Store, StoreConfig};
 
 const NOOP: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
-
-/// The binary with a clean environment: no server settings, no `NO_COLOR`
-/// (piped output must be plain by itself), stdin not a terminal.
-fn sluice(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .env_remove("SLUICE_URL")
-        .env_remove("SLUICE_TOKEN")
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = text(out);
-    assert!(
-        !stdout.contains('\x1b'),
-        "piped output is plain: {stdout:?}"
-    );
-    stdout
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_str(&ok(out)).unwrap()
-}
-
-fn fails(out: &Output) -> String {
-    assert!(!out.status.success(), "unexpected success: {}", text(out));
-    let err = String::from_utf8(out.stderr.clone()).unwrap();
-    assert!(err.starts_with("error: "), "{err}");
-    err
-}
 
 /// A sandbox fixture compiled into `dir`.
 fn fixture(dir: &Path, name: &str) -> PathBuf {
@@ -69,36 +26,6 @@ fn fixture(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(format!("{name}.wasm"));
     std::fs::write(&path, wat::parse_file(&src).unwrap()).unwrap();
     path
-}
-
-/// Leases the handler's next delivery and fails it into the DLQ with `outcome`,
-/// as a worker would after its last attempt.
-async fn kill_next(store: &Arc<dyn Store>, handler: &str, outcome: Outcome) {
-    let leased = store.lease(handler, 1).await.unwrap().pop().unwrap();
-    let reason = format!("attempts exhausted (1 of 1): {}", outcome.summary());
-    let report = AttemptReport {
-        outcome,
-        duration_ms: 7,
-        module_sha256: "cd".repeat(32),
-        stdout: Bytes::new(),
-        stdout_truncated: false,
-        stderr: Bytes::from_static(b"it went wrong\n"),
-        stderr_truncated: false,
-        peak_memory_bytes: 131072,
-        fuel_used: None,
-    };
-    store
-        .fail(&leased.lease, report, Disposition::Dead { reason })
-        .await
-        .unwrap();
-}
-
-fn trap() -> Outcome {
-    Outcome::Trap {
-        trap: "unreachable".into(),
-        message: "wasm trap: wasm `unreachable` instruction executed".into(),
-        backtrace: "0: a!explode\n1: a!handle\n2: _start".into(),
-    }
 }
 
 struct Server {

@@ -1,0 +1,90 @@
+//! Helpers shared by the tests that drive the `sluice` binary.
+#![allow(dead_code)]
+
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+use sluice::outcome::Outcome;
+use sluice::policy::Disposition;
+use sluice::store::{AttemptReport, Store};
+
+/// The binary with a clean environment: no server settings, no `NO_COLOR`
+/// (piped output must be plain by itself), stdin not a terminal.
+pub fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .env_remove("SLUICE_URL")
+        .env_remove("SLUICE_TOKEN")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Stdout as text.
+pub fn text(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Asserts success and plain (uncoloured) output; returns stdout.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = text(out);
+    assert!(
+        !stdout.contains('\x1b'),
+        "piped output is plain: {stdout:?}"
+    );
+    stdout
+}
+
+/// Asserts success; parses stdout as JSON.
+pub fn json(out: &Output) -> Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+/// Asserts failure with an `error: ...` message on stderr; returns it.
+pub fn fails(out: &Output) -> String {
+    assert!(!out.status.success(), "unexpected success: {}", text(out));
+    let err = String::from_utf8(out.stderr.clone()).unwrap();
+    assert!(err.starts_with("error: "), "{err}");
+    err
+}
+
+/// Leases the handler's next delivery and fails it into the DLQ with `outcome`,
+/// as a worker would after its last attempt.
+pub async fn kill_next(store: &Arc<dyn Store>, handler: &str, outcome: Outcome) {
+    let leased = store.lease(handler, 1).await.unwrap().pop().unwrap();
+    let reason = format!("attempts exhausted (1 of 1): {}", outcome.summary());
+    let report = AttemptReport {
+        outcome,
+        duration_ms: 7,
+        module_sha256: "cd".repeat(32),
+        stdout: Bytes::new(),
+        stdout_truncated: false,
+        stderr: Bytes::from_static(b"it went wrong\n"),
+        stderr_truncated: false,
+        peak_memory_bytes: 131072,
+        fuel_used: None,
+    };
+    store
+        .fail(&leased.lease, report, Disposition::Dead { reason })
+        .await
+        .unwrap();
+}
+
+/// An `unreachable` trap with a named backtrace.
+pub fn trap() -> Outcome {
+    Outcome::Trap {
+        trap: "unreachable".into(),
+        message: "wasm trap: wasm `unreachable` instruction executed".into(),
+        backtrace: "0: a!explode\n1: a!handle\n2: _start".into(),
+    }
+}
