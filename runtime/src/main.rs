@@ -8,6 +8,7 @@ use sluice::cli::{Cli, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => sluice::serve::run(args).await.map(|()| ExitCode::SUCCESS),
@@ -20,4 +21,23 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `sluice status ID | head -1` closes stdout early; printing then panics with
+/// "Broken pipe". Exit quietly with 141 (128 + SIGPIPE), as other tools do,
+/// instead of printing a panic.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
