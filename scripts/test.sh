@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test. Installs what it needs (the wasm target, the example
-# toolchains) and builds the example handlers the tests run.
+# toolchains) and builds the example handlers the tests run. Ends with one
+# summary line over all test binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip1 >/dev/null
 scripts/build-examples.sh
-cargo test --workspace "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace "$@" 2>&1 | tee "$log"
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
