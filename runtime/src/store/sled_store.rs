@@ -2020,6 +2020,18 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::outcome::Outcome;
 
+    /// Registers handler `h` on topic `t`.
+    async fn register(s: &SledStore) {
+        let spec = HandlerSpec {
+            name: "h".into(),
+            topic: "t".into(),
+            policy: HandlerPolicy::default(),
+        };
+        s.put_handler(spec, Bytes::from_static(b"\0asm"))
+            .await
+            .unwrap();
+    }
+
     fn report(outcome: Outcome) -> AttemptReport {
         AttemptReport {
             outcome,
@@ -2042,14 +2054,7 @@ mod tests {
             SledStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap()
         };
         let s = open();
-        let spec = HandlerSpec {
-            name: "h".into(),
-            topic: "t".into(),
-            policy: HandlerPolicy::default(),
-        };
-        s.put_handler(spec, Bytes::from_static(b"\0asm"))
-            .await
-            .unwrap();
+        register(&s).await;
         let e = s
             .enqueue(vec![NewMessage {
                 topic: "t".into(),
@@ -2107,14 +2112,7 @@ mod tests {
         let clock = ManualClock::new(Timestamp(1_800_000_000_000));
         let s =
             SledStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
-        let spec = HandlerSpec {
-            name: "h".into(),
-            topic: "t".into(),
-            policy: HandlerPolicy::default(),
-        };
-        s.put_handler(spec, Bytes::from_static(b"\0asm"))
-            .await
-            .unwrap();
+        register(&s).await;
         let msg = |p: &'static [u8]| NewMessage {
             topic: "t".into(),
             payload: Bytes::from_static(p),
@@ -2136,15 +2134,9 @@ mod tests {
     async fn concurrent_writers_share_flushes() {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(Timestamp(1_800_000_000_000));
-        let s = SledStore::open(dir.path(), StoreConfig::default(), Arc::new(clock)).unwrap();
-        let spec = HandlerSpec {
-            name: "h".into(),
-            topic: "t".into(),
-            policy: HandlerPolicy::default(),
-        };
-        s.put_handler(spec, Bytes::from_static(b"\0asm"))
-            .await
-            .unwrap();
+        let s =
+            SledStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
+        register(&s).await;
         let before = s.stats().await.unwrap();
         let tasks: Vec<_> = (0..64)
             .map(|i| {
@@ -2185,14 +2177,7 @@ mod tests {
             ..StoreConfig::default()
         };
         let s = SledStore::open(dir.path(), config.clone(), Arc::new(clock.clone())).unwrap();
-        let spec = HandlerSpec {
-            name: "h".into(),
-            topic: "t".into(),
-            policy: HandlerPolicy::default(),
-        };
-        s.put_handler(spec, Bytes::from_static(b"\0asm"))
-            .await
-            .unwrap();
+        register(&s).await;
         let mut ids = Vec::new();
         for i in 0..200 {
             let m = NewMessage {
