@@ -1,6 +1,7 @@
 //! The HTTP API, called as a tower service (no port) against a real `SledStore`
 //! in a temporary directory and a real sandbox.
 
+mod common;
 use std::sync::Arc;
 
 use axum::Router;
@@ -10,13 +11,10 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use sluice::api::{ApiState, BODY_MARGIN, router};
-use sluice::clock::SystemClock;
-use sluice::metrics::Metrics;
+use sluice::api::{BODY_MARGIN, router};
 use sluice::outcome::Outcome;
 use sluice::policy::Disposition;
-use sluice::sandbox::{Sandbox, SandboxConfig};
-use sluice::store::{AttemptReport, SledStore, Store, StoreConfig};
+use sluice::store::{AttemptReport, Store, StoreConfig};
 
 /// A WASI command that does nothing.
 const NOOP: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
@@ -29,22 +27,7 @@ struct Api {
 
 fn api_with(config: StoreConfig, token: Option<&str>) -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let max_payload_bytes = config.max_payload_bytes;
-    let store: Arc<dyn Store> =
-        Arc::new(SledStore::open(dir.path(), config, Arc::new(SystemClock)).unwrap());
-    let sandbox = Sandbox::new(SandboxConfig {
-        pool_instances: 2,
-        max_memory_bytes: 256 << 20,
-        ..SandboxConfig::default()
-    })
-    .unwrap();
-    let mut state = ApiState::new(
-        store.clone(),
-        sandbox,
-        Arc::new(Metrics::default()),
-        token.map(str::to_string),
-    );
-    state.max_payload_bytes = max_payload_bytes;
+    let (store, state) = common::api_state(dir.path(), config, token);
     Api {
         app: router(state),
         store,

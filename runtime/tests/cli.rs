@@ -3,18 +3,13 @@
 //! against the real sandbox, and error lines.
 
 mod common;
-use common::{json, kill_next, ok, sluice, trap};
+use common::{api_state, json, kill_next, ok, serve, sluice, trap};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Arc;
 
 use serde_json::Value;
 
-use sluice::api::{ApiState, router};
-use sluice::clock::SystemClock;
-use sluice::metrics::Metrics;
-use sluice::sandbox::{Sandbox, SandboxConfig};
-use sluice::store::{SledStore, Store, StoreConfig};
+use sluice::store::StoreConfig;
 
 const NOOP: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
 
@@ -47,33 +42,12 @@ fn module(dir: &Path, name: &str, wat: &str) -> PathBuf {
 fn client_commands_against_a_served_api() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        SledStore::open(
-            &dir.path().join("data"),
-            StoreConfig::default(),
-            Arc::new(SystemClock),
-        )
-        .unwrap(),
+    let (store, state) = api_state(
+        &dir.path().join("data"),
+        StoreConfig::default(),
+        Some("tok"),
     );
-    let sandbox = Sandbox::new(SandboxConfig {
-        pool_instances: 1,
-        max_memory_bytes: 256 << 20,
-        ..SandboxConfig::default()
-    })
-    .unwrap();
-    let state = ApiState::new(
-        store.clone(),
-        sandbox,
-        Arc::new(Metrics::default()),
-        Some("tok".into()),
-    );
-    let addr = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-        addr
-    });
-    let url = format!("http://{addr}");
+    let url = serve(&rt, state);
     let run = |args: &[&str]| {
         let mut all = args.to_vec();
         all.extend(["--url", &url, "--token", "tok"]);

@@ -12,7 +12,8 @@
 //! `SLUICE_FUZZ_CASES=500000 cargo test -p sluice --test fuzz_api -- --test-threads 1`
 //! (2,000,000 cases in about 10 minutes).
 
-use std::sync::{Arc, OnceLock};
+mod common;
+use std::sync::OnceLock;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -21,11 +22,8 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use sluice::api::{ApiState, router};
-use sluice::clock::SystemClock;
-use sluice::metrics::Metrics;
-use sluice::sandbox::{Sandbox, SandboxConfig};
-use sluice::store::{SledStore, Store, StoreConfig};
+use sluice::api::router;
+use sluice::store::StoreConfig;
 
 /// A WASI command that does nothing: the seed of module mutations.
 const NOOP: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
@@ -50,16 +48,7 @@ fn fuzz() -> &'static Fuzz {
             max_payload_bytes: 4096,
             ..StoreConfig::default()
         };
-        let store: Arc<dyn Store> =
-            Arc::new(SledStore::open(dir.path(), config, Arc::new(SystemClock)).unwrap());
-        let sandbox = Sandbox::new(SandboxConfig {
-            pool_instances: 2,
-            max_memory_bytes: 256 << 20,
-            ..SandboxConfig::default()
-        })
-        .unwrap();
-        let mut state = ApiState::new(store, sandbox, Arc::new(Metrics::default()), None);
-        state.max_payload_bytes = 4096;
+        let (_store, state) = common::api_state(dir.path(), config, None);
         let app = router(state);
         let fuzz = Fuzz { rt, app, _dir: dir };
         // A topic that exists, so enqueues reach the store's own checks.

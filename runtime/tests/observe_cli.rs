@@ -3,7 +3,7 @@
 //! can fail. Output is piped here, so it must be plain even without `NO_COLOR`.
 
 mod common;
-use common::{fails, json, kill_next, ok, sluice, text, trap};
+use common::{api_state, fails, json, kill_next, ok, serve, sluice, text, trap};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
@@ -11,12 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
-use sluice::api::{ApiState, router};
-use sluice::clock::SystemClock;
-use sluice::metrics::Metrics;
 use sluice::outcome::Outcome;
-use sluice::sandbox::{Sandbox, SandboxConfig};
-use sluice::store::{NewMessage, SledStore, Store, StoreConfig};
+use sluice::store::{NewMessage, Store, StoreConfig};
 
 const NOOP: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
 
@@ -39,29 +35,10 @@ impl Server {
     fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let store: Arc<dyn Store> = Arc::new(
-            SledStore::open(
-                &dir.path().join("data"),
-                StoreConfig::default(),
-                Arc::new(SystemClock),
-            )
-            .unwrap(),
-        );
-        let sandbox = Sandbox::new(SandboxConfig {
-            pool_instances: 1,
-            max_memory_bytes: 256 << 20,
-            ..SandboxConfig::default()
-        })
-        .unwrap();
-        let state = ApiState::new(store.clone(), sandbox, Arc::new(Metrics::default()), None);
-        let addr = rt.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
-            addr
-        });
+        let (store, state) = api_state(&dir.path().join("data"), StoreConfig::default(), None);
+        let url = serve(&rt, state);
         Server {
-            url: format!("http://{addr}"),
+            url,
             store,
             rt,
             dir,

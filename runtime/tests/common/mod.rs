@@ -88,3 +88,43 @@ pub fn trap() -> Outcome {
         backtrace: "0: a!explode\n1: a!handle\n2: _start".into(),
     }
 }
+
+/// A store in `dir` and the API over it, with a small sandbox pool; the API's
+/// body limits follow `config`.
+pub fn api_state(
+    dir: &std::path::Path,
+    config: sluice::store::StoreConfig,
+    token: Option<&str>,
+) -> (Arc<dyn Store>, sluice::api::ApiState) {
+    use sluice::sandbox::{Sandbox, SandboxConfig};
+    let max_payload_bytes = config.max_payload_bytes;
+    let store: Arc<dyn Store> = Arc::new(
+        sluice::store::SledStore::open(dir, config, Arc::new(sluice::clock::SystemClock)).unwrap(),
+    );
+    let sandbox = Sandbox::new(SandboxConfig {
+        pool_instances: 2,
+        max_memory_bytes: 256 << 20,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let mut state = sluice::api::ApiState::new(
+        store.clone(),
+        sandbox,
+        Arc::new(sluice::metrics::Metrics::default()),
+        token.map(str::to_string),
+    );
+    state.max_payload_bytes = max_payload_bytes;
+    (store, state)
+}
+
+/// Serves `state` on a free loopback port on `rt`; returns its base URL.
+pub fn serve(rt: &tokio::runtime::Runtime, state: sluice::api::ApiState) -> String {
+    let addr = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = sluice::api::router(state);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    });
+    format!("http://{addr}")
+}
