@@ -173,6 +173,39 @@ impl Harness {
         );
     }
 
+    /// Waits until `handlers` have no open delivery (downstream work from
+    /// completions included); returns how many deliveries each has in all.
+    pub async fn drained(&self, handlers: &[&str]) -> std::collections::BTreeMap<String, u64> {
+        for _ in 0..4000 {
+            let stats = self.store.stats().await.expect("stats");
+            let mine: Vec<_> = stats
+                .handlers
+                .iter()
+                .filter(|s| handlers.contains(&s.handler.as_str()))
+                .collect();
+            let open: u64 = mine
+                .iter()
+                .flat_map(|s| {
+                    s.counts
+                        .iter()
+                        .filter(|(st, _)| st.is_open())
+                        .map(|(_, n)| *n)
+                })
+                .sum();
+            if mine.len() == handlers.len() && open == 0 {
+                return mine
+                    .iter()
+                    .map(|s| (s.handler.clone(), s.counts.values().sum()))
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!(
+            "handlers {handlers:?} did not drain: {:#?}",
+            self.store.stats().await
+        );
+    }
+
     /// Shuts the runner down.
     pub async fn stop(self) {
         self.runner.shutdown(Duration::from_secs(5)).await;

@@ -4,11 +4,10 @@
 //! the publisher fails after publishing and is retried), limits alike.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use sluice::outcome::Outcome;
 use sluice::policy::HandlerPolicy;
-use sluice::store::{DeliveryState, Store};
+use sluice::store::DeliveryState;
 use sluice_tests::{Harness, example};
 
 const LANGUAGES: [&str; 4] = ["rust", "c", "zig", "assemblyscript"];
@@ -103,7 +102,7 @@ async fn scenario(lang: &str) {
             "{lang} publish fails once after publishing"
         );
     }
-    let counts = downstream(&h).await;
+    let counts = h.drained(&["mailer", "analytics"]).await;
     assert_eq!(
         counts,
         BTreeMap::from([("analytics".into(), orders), ("mailer".into(), orders)]),
@@ -126,30 +125,6 @@ async fn scenario(lang: &str) {
     let first = s.deliveries[0].attempts[0].report.as_ref().unwrap();
     assert_eq!(first.outcome.kind(), "fuel", "{lang}: {:?}", first.outcome);
     h.stop().await;
-}
-
-async fn downstream(h: &Harness) -> BTreeMap<String, u64> {
-    for _ in 0..2000 {
-        let stats = h.store.stats().await.unwrap();
-        let pick = |name: &str| stats.handlers.iter().find(|s| s.handler == name).unwrap();
-        let open = |name: &str| {
-            pick(name)
-                .counts
-                .iter()
-                .filter(|(s, _)| s.is_open())
-                .map(|(_, n)| n)
-                .sum::<u64>()
-        };
-        if open("mailer") + open("analytics") == 0 {
-            let all = |name: &str| pick(name).counts.values().sum::<u64>();
-            return BTreeMap::from([
-                ("analytics".into(), all("analytics")),
-                ("mailer".into(), all("mailer")),
-            ]);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("downstream did not drain");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
