@@ -35,6 +35,7 @@ use crate::policy::{Disposition, HandlerPolicy, PolicyError};
 
 pub mod conformance;
 mod keys;
+mod memtree;
 mod sled_store;
 mod wal;
 

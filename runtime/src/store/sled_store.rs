@@ -1,15 +1,27 @@
-//! The embedded backend: sled 0.34, one tree, group commit.
+//! The embedded backend: sled 0.34 on disk, an in-memory image, a write-ahead
+//! log, group commit.
 //!
 //! # Design
-//! - **One tree, atomic batches.** All indexes share one tree (see [`super::keys`]),
-//!   so each verb is one `apply_batch`: atomic in memory and across a crash.
+//! - **One tree, atomic batches.** All indexes share one ordered key space (see
+//!   [`super::keys`]), so each verb is one batch of blind writes: applied
+//!   atomically to the in-memory image ([`MemTree`]), appended as one record to
+//!   the write-ahead log ([`wal`]), and written to sled as part of one atomic
+//!   `apply_batch` at the next checkpoint.
+//! - **Reads from memory.** Every read and ordered scan is served by the image,
+//!   so a verb costs a few map operations; sled is read only on open (to load the
+//!   image) and written only at checkpoints, off the hot path.
 //! - **One writer at a time.** Verbs that change state read and write under a
 //!   mutex held only for in-memory work (microseconds), never across a flush.
-//! - **Group commit.** A dedicated flusher thread calls `flush` (fsync) whenever
-//!   someone waits for durability; every writer whose batch was applied before a
-//!   flush *started* is covered by it, so a burst of N writers costs about two
-//!   fsyncs, not N. A verb returns only after a flush covering it succeeded. That
-//!   includes a duplicate enqueue: it waits until the original is durable.
+//! - **Group commit.** A dedicated flusher thread writes the buffered log records
+//!   and `fdatasync`s them whenever someone waits for durability; every writer
+//!   whose batch was applied before a flush *started* is covered by it, so a burst
+//!   of N writers costs about two fsyncs, not N. A verb returns only after a flush
+//!   covering it succeeded. That includes a duplicate enqueue: it waits until the
+//!   original is durable.
+//! - **Checkpoints.** When the log file passes `StoreConfig::checkpoint_bytes`,
+//!   the flusher starts a new file and a checkpoint thread writes the changes
+//!   since the previous checkpoint to sled as one batch (net of keys written and
+//!   removed in between), flushes sled, and deletes the older log files.
 //! - **Leases are not flushed on their own.** A lease lost in a crash only
 //!   means the delivery is ready again on restart (at-least-once); the attempt's
 //!   completion is flushed, and its flush carries the lease with it.
@@ -33,6 +45,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::keys::{self, Key, u64_at, uuid_at};
+use super::memtree::{MemTree, Op};
 use super::wal;
 use super::*;
 use crate::clock::{Clock, Timestamp};
@@ -77,7 +90,7 @@ impl fmt::Debug for SledStore {
 }
 
 struct Inner {
-    tree: sled::Tree,
+    tree: MemTree,
     config: StoreConfig,
     clock: Arc<dyn Clock>,
     /// Serialises state changes; held for in-memory work only.
@@ -85,10 +98,20 @@ struct Inner {
     /// Handler records by name; written under `writer`, read by anyone.
     handlers: RwLock<BTreeMap<String, HandlerRecord>>,
     flusher: Flusher,
-    /// Log records of applied batches not yet written; appended under `writer`,
-    /// taken by the flusher.
-    wal_buf: Arc<Mutex<Vec<u8>>>,
+    /// Applied batches not yet logged or checkpointed; appended under `writer`.
+    pending: Arc<Mutex<Pending>>,
     ready: watch::Sender<u64>,
+}
+
+/// What the flusher and the checkpoint take from the writers.
+#[derive(Default)]
+struct Pending {
+    /// Log records not yet written; taken by the flusher.
+    log: Vec<u8>,
+    /// Every write since the last checkpoint, in order; taken by the next one.
+    dirty: Vec<Op>,
+    /// Number of the last batch in `log` and `dirty`.
+    batch: u64,
 }
 
 struct Writer {
@@ -115,15 +138,19 @@ impl SledStore {
     pub fn open(dir: &Path, config: StoreConfig, clock: Arc<dyn Clock>) -> StoreResult<SledStore> {
         std::fs::create_dir_all(dir).map_err(StoreError::from_io)?;
         let db = open_db(dir)?;
-        let tree = db.open_tree("queue").map_err(sled_error)?;
+        let disk = db.open_tree("queue").map_err(sled_error)?;
         let wal_dir = dir.join("wal");
         std::fs::create_dir_all(&wal_dir).map_err(StoreError::from_io)?;
-        let batch = replay(&db, &tree, &wal_dir)?;
+        let tree = load(&disk)?;
+        let (batch, replayed) = replay(&disk, &tree, &wal_dir)?;
         let log = wal::LogFile::create_next(&wal_dir).map_err(StoreError::from_io)?;
-        log.delete_older().map_err(StoreError::from_io)?;
+        if replayed.is_empty() {
+            // sled holds every batch in the older files.
+            log.delete_older().map_err(StoreError::from_io)?;
+        }
         let mut counts = HashMap::new();
         for kv in tree.scan_prefix([keys::COUNT]) {
-            let (k, v) = kv.map_err(sled_error)?;
+            let (k, v) = kv;
             let rest = &k[1..];
             let Some(nul) = rest.iter().position(|b| *b == 0) else {
                 continue;
@@ -137,22 +164,29 @@ impl SledStore {
             };
             counts.insert((handler, *state), u64_at(&v, 0).unwrap_or(0));
         }
-        let seq = tree
-            .get(keys::SEQ)
-            .map_err(sled_error)?
-            .and_then(|v| u64_at(&v, 0))
-            .unwrap_or(0);
+        let seq = tree.get(keys::SEQ).and_then(|v| u64_at(&v, 0)).unwrap_or(0);
         let mut handlers = BTreeMap::new();
         for kv in tree.scan_prefix([keys::HANDLER]) {
-            let (_, v) = kv.map_err(sled_error)?;
+            let (_, v) = kv;
             let h: HandlerRecord = decode_json(&v)?;
             handlers.insert(h.name.clone(), h);
         }
         let (ready, _) = watch::channel(0);
-        let wal_buf: Arc<Mutex<Vec<u8>>> = Arc::default();
+        // Replayed writes are not in sled yet: the next checkpoint writes them
+        // (until then the files they came from are kept).
+        let pending = Arc::new(Mutex::new(Pending {
+            batch,
+            dirty: replayed,
+            log: Vec::new(),
+        }));
         let inner = Arc::new(Inner {
-            flusher: Flusher::start(db, log, wal_buf.clone(), config.checkpoint_bytes),
-            wal_buf,
+            flusher: Flusher::start(
+                Checkpointer { db, disk },
+                log,
+                pending.clone(),
+                config.checkpoint_bytes,
+            ),
+            pending,
             tree,
             config,
             clock,
@@ -181,10 +215,9 @@ impl SledStore {
             if leased.is_empty() {
                 return Ok(());
             }
-            for kv in leased {
-                let (k, _) = kv.map_err(sled_error)?;
+            for (k, _) in leased {
                 let id = uuid_at(&k, 9).ok_or_else(|| corrupt("lease key"))?;
-                txn.del(k.to_vec());
+                txn.del(k);
                 let mut rec = txn.delivery(id)?;
                 let reason = "process restarted".to_string();
                 inner.record_interrupted(&mut txn, &mut rec, &reason, now)?;
@@ -233,7 +266,8 @@ fn open_db(dir: &Path) -> StoreResult<sled::Db> {
     let config = sled::Config::new()
         .path(dir)
         .mode(sled::Mode::HighThroughput)
-        .cache_capacity(512 << 20)
+        // Read only on open and written at checkpoints: the image serves reads.
+        .cache_capacity(64 << 20)
         .flush_every_ms(None);
     let mut tries = 0;
     loop {
@@ -249,36 +283,51 @@ fn open_db(dir: &Path) -> StoreResult<sled::Db> {
     }
 }
 
-/// Re-applies the log's batches that sled does not hold yet (see [`wal`]);
-/// returns the number of the last batch. Ends with a sled flush, so the log
-/// files read here can be deleted.
-fn replay(db: &sled::Db, tree: &sled::Tree, wal_dir: &Path) -> StoreResult<u64> {
-    let mut last = tree
+/// Re-applies the log's batches that sled does not hold yet (see [`wal`]) to the
+/// image; returns the number of the last batch and the writes replayed.
+fn replay(disk: &sled::Tree, tree: &MemTree, wal_dir: &Path) -> StoreResult<(u64, Vec<Op>)> {
+    let mut last = disk
         .get(keys::BATCH)
         .map_err(sled_error)?
         .and_then(|v| u64_at(&v, 0))
         .unwrap_or(0);
-    let mut replayed = 0;
+    let mut replayed = Vec::new();
+    let mut batches = 0;
     for (number, ops) in wal::read_all(wal_dir).map_err(StoreError::from_io)? {
         if number <= last {
             continue;
         }
-        let mut batch = sled::Batch::default();
-        for (k, v) in ops {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
-        tree.apply_batch(batch).map_err(sled_error)?;
+        tree.apply(&ops);
+        replayed.extend(ops);
         last = number;
-        replayed += 1;
+        batches += 1;
     }
-    if replayed > 0 {
-        tracing::info!(batches = replayed, "replayed the write-ahead log");
+    if batches > 0 {
+        tracing::info!(batches, "replayed the write-ahead log");
     }
-    db.flush().map_err(sled_error)?;
-    Ok(last)
+    Ok((last, replayed))
+}
+
+/// One sled batch of `ops`; a later write to a key replaces an earlier one.
+fn sled_batch(ops: &[Op]) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (k, v) in ops {
+        match v {
+            Some(v) => batch.insert(k.as_slice(), v.as_ref()),
+            None => batch.remove(k.as_slice()),
+        }
+    }
+    batch
+}
+
+/// Loads sled's tree (the last checkpoint plus the replayed log) into memory.
+fn load(disk: &sled::Tree) -> StoreResult<MemTree> {
+    let mut entries = Vec::new();
+    for kv in disk.iter() {
+        let (k, v) = kv.map_err(sled_error)?;
+        entries.push((k.to_vec(), Bytes::copy_from_slice(&v)));
+    }
+    Ok(MemTree::from_entries(entries))
 }
 
 fn sled_error(e: sled::Error) -> StoreError {
@@ -323,15 +372,15 @@ fn new_id(t: Timestamp) -> Uuid {
 
 /// Pending writes of one verb, readable before they are applied.
 struct Txn<'a> {
-    tree: &'a sled::Tree,
-    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    tree: &'a MemTree,
+    overlay: BTreeMap<Vec<u8>, Option<Bytes>>,
     counts: HashMap<(String, DeliveryState), i64>,
     /// Something became ready: wake producers after the commit.
     woke: bool,
 }
 
 impl<'a> Txn<'a> {
-    fn new(tree: &'a sled::Tree) -> Txn<'a> {
+    fn new(tree: &'a MemTree) -> Txn<'a> {
         Txn {
             tree,
             overlay: BTreeMap::new(),
@@ -340,15 +389,15 @@ impl<'a> Txn<'a> {
         }
     }
 
-    fn get(&self, k: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+    fn get(&self, k: &[u8]) -> StoreResult<Option<Bytes>> {
         match self.overlay.get(k) {
             Some(v) => Ok(v.clone()),
-            None => Ok(self.tree.get(k).map_err(sled_error)?.map(|v| v.to_vec())),
+            None => Ok(self.tree.get(k)),
         }
     }
 
     fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
-        self.overlay.insert(k, Some(v));
+        self.overlay.insert(k, Some(Bytes::from(v)));
     }
 
     fn del(&mut self, k: Vec<u8>) {
@@ -356,22 +405,19 @@ impl<'a> Txn<'a> {
     }
 
     /// The first entry under `prefix`, seeing this transaction's own writes.
-    fn first(&self, prefix: &[u8]) -> StoreResult<Option<(Vec<u8>, Vec<u8>)>> {
-        let mut from_tree = None;
-        for kv in self.tree.scan_prefix(prefix) {
-            let (k, v) = kv.map_err(sled_error)?;
-            if !matches!(self.overlay.get(k.as_ref()), Some(None)) {
-                from_tree = Some((k.to_vec(), v.to_vec()));
-                break;
-            }
-        }
+    fn first(&self, prefix: &[u8]) -> StoreResult<Option<(Vec<u8>, Bytes)>> {
+        let from_tree = self
+            .tree
+            .scan_prefix(prefix)
+            .find(|(k, _)| !matches!(self.overlay.get(k), Some(None)));
         let from_overlay = self
             .overlay
             .range(prefix.to_vec()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .find_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())));
         Ok(match (from_tree, from_overlay) {
-            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            // The same key in both: the overlay's value is the newer.
+            (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
             (a, b) => a.or(b),
         })
     }
@@ -440,20 +486,39 @@ struct Flusher {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// sled, written only by checkpoints.
+struct Checkpointer {
+    db: sled::Db,
+    disk: sled::Tree,
+}
+
+impl Checkpointer {
+    /// Writes `ops` (the batches up to `batch`, in order) to sled as one atomic
+    /// batch and makes it durable.
+    fn write(&self, ops: &[Op], batch: u64) -> Result<(), sled::Error> {
+        let mut b = sled_batch(ops);
+        b.insert(keys::BATCH, &batch.to_be_bytes());
+        self.disk.apply_batch(b)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
 /// The flusher: waits for someone to need durability, writes every buffered
 /// log record and syncs; all waiters registered before it started are covered.
 fn flush_loop(
     state: &(Mutex<FlushState>, Condvar),
     done: &watch::Sender<FlushDone>,
     fault: &Mutex<Option<std::io::ErrorKind>>,
-    db: &sled::Db,
+    disk: &Arc<Checkpointer>,
     mut log: wal::LogFile,
-    wal_buf: &Mutex<Vec<u8>>,
+    pending: &Arc<Mutex<Pending>>,
     checkpoint_bytes: u64,
 ) {
     // Bytes not yet written (a failed write is retried before anything newer).
     let mut carry: Vec<u8> = Vec::new();
     let mut checkpointing: Option<JoinHandle<()>> = None;
+    let take_log = || std::mem::take(&mut pending.lock().unwrap_or_else(|p| p.into_inner()).log);
     loop {
         let (id, batch) = {
             let (lock, cv) = state;
@@ -462,26 +527,25 @@ fn flush_loop(
                 s = cv.wait(s).unwrap_or_else(|p| p.into_inner());
             }
             if !s.pending {
-                // Stopping: write what is left and leave sled durable, so a
+                // Stopping: write what is left and leave sled up to date, so a
                 // clean shutdown needs no replay.
                 drop(s);
-                carry.extend_from_slice(&std::mem::take(
-                    &mut *wal_buf.lock().unwrap_or_else(|p| p.into_inner()),
-                ));
+                carry.extend_from_slice(&take_log());
                 let _ = log.append_durable(&carry);
                 if let Some(t) = checkpointing.take() {
                     let _ = t.join();
                 }
-                let _ = db.flush();
+                let (ops, number) = take_dirty(pending);
+                if let Err(e) = disk.write(&ops, number) {
+                    tracing::warn!(error = %e, "checkpoint on close failed; the log is kept");
+                }
                 break;
             }
             s.pending = false;
             s.next += 1;
             (s.next - 1, std::mem::take(&mut s.waiters))
         };
-        carry.extend_from_slice(&std::mem::take(
-            &mut *wal_buf.lock().unwrap_or_else(|p| p.into_inner()),
-        ));
+        carry.extend_from_slice(&take_log());
         let injected = *fault.lock().unwrap_or_else(|p| p.into_inner());
         let result = match injected {
             Some(kind) => Err(wal::Failure::NotWritten(std::io::Error::new(
@@ -494,7 +558,7 @@ fn flush_loop(
             Ok(()) => {
                 carry.clear();
                 if log.len() > checkpoint_bytes {
-                    checkpoint(db, &mut log, &mut checkpointing);
+                    checkpoint(disk, &mut log, pending, &mut checkpointing);
                 }
                 Ok(())
             }
@@ -525,11 +589,32 @@ fn flush_loop(
     }
 }
 
-/// Moves to a new log file, then makes sled durable and drops the older files
-/// on a thread of its own, so appends to the new file never wait for sled's
-/// flush. One checkpoint at a time; a failure keeps the old files (replay
-/// covers them), so nothing is lost.
-fn checkpoint(db: &sled::Db, log: &mut wal::LogFile, running: &mut Option<JoinHandle<()>>) {
+/// Takes every write since the last checkpoint, with the number of the last
+/// batch they include.
+fn take_dirty(pending: &Mutex<Pending>) -> (Vec<Op>, u64) {
+    let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+    (std::mem::take(&mut p.dirty), p.batch)
+}
+
+/// Puts back the writes of a failed checkpoint, before any newer ones, so the
+/// next checkpoint makes them.
+fn restore_dirty(pending: &Mutex<Pending>, mut older: Vec<Op>) {
+    let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
+    older.append(&mut p.dirty);
+    p.dirty = older;
+}
+
+/// Moves to a new log file, then writes the changes since the last checkpoint
+/// to sled and drops the older log files on a thread of its own, so appends to
+/// the new file never wait for sled. One checkpoint at a time; a failure keeps
+/// the old files and hands its changes to the next checkpoint, so nothing is
+/// lost.
+fn checkpoint(
+    disk: &Arc<Checkpointer>,
+    log: &mut wal::LogFile,
+    pending: &Arc<Mutex<Pending>>,
+    running: &mut Option<JoinHandle<()>>,
+) {
     if running.as_ref().is_some_and(|t| !t.is_finished()) {
         return;
     }
@@ -542,13 +627,23 @@ fn checkpoint(db: &sled::Db, log: &mut wal::LogFile, running: &mut Option<JoinHa
     };
     let (dir, number) = next.position();
     *log = next;
-    let db = db.clone();
+    let (disk, pending) = (Arc::clone(disk), Arc::clone(pending));
     let spawned = std::thread::Builder::new()
         .name("sluice-checkpoint".into())
         .spawn(move || {
-            if let Err(e) = db.flush() {
-                return tracing::warn!(error = %e, "checkpoint: sled flush failed; keeping the log");
+            // Taken after the move to the new file, so these writes cover
+            // every batch in the files it deletes.
+            let (ops, batch) = take_dirty(&pending);
+            let started = std::time::Instant::now();
+            if let Err(e) = disk.write(&ops, batch) {
+                tracing::warn!(error = %e, "checkpoint: sled write failed; keeping the log");
+                return restore_dirty(&pending, ops);
             }
+            tracing::debug!(
+                writes = ops.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "checkpoint written to sled"
+            );
             if let Err(e) = wal::delete_before(&dir, number) {
                 tracing::warn!(error = %e, "checkpoint: cannot delete old log files");
             }
@@ -560,12 +655,11 @@ fn checkpoint(db: &sled::Db, log: &mut wal::LogFile, running: &mut Option<JoinHa
 }
 
 impl Flusher {
-    /// Starts the flusher thread. It owns the log file; sled itself is flushed
-    /// only at checkpoints.
+    /// Starts the flusher thread. It owns the log file and starts checkpoints.
     fn start(
-        db: sled::Db,
+        disk: Checkpointer,
         log: wal::LogFile,
-        wal_buf: Arc<Mutex<Vec<u8>>>,
+        pending: Arc<Mutex<Pending>>,
         checkpoint_bytes: u64,
     ) -> Flusher {
         let state = Arc::new((
@@ -581,10 +675,19 @@ impl Flusher {
         let fault: Arc<Mutex<Option<std::io::ErrorKind>>> = Arc::default();
         let thread = {
             let (state, done, fault) = (state.clone(), done.clone(), fault.clone());
+            let disk = Arc::new(disk);
             std::thread::Builder::new()
                 .name("sluice-flusher".into())
                 .spawn(move || {
-                    flush_loop(&state, &done, &fault, &db, log, &wal_buf, checkpoint_bytes);
+                    flush_loop(
+                        &state,
+                        &done,
+                        &fault,
+                        &disk,
+                        log,
+                        &pending,
+                        checkpoint_bytes,
+                    );
                 })
                 .expect("spawn flusher thread")
         };
@@ -676,27 +779,23 @@ impl Inner {
             let new = (old as i64 + delta).max(0) as u64;
             ops.push((
                 Key::new(keys::COUNT).name(&h).byte(s as u8).build(),
-                Some(new.to_be_bytes().to_vec()),
+                Some(Bytes::copy_from_slice(&new.to_be_bytes())),
             ));
             new_counts.push(((h, s), new));
         }
         let number = w.batch + 1;
-        ops.push((keys::SEQ.to_vec(), Some(w.seq.to_be_bytes().to_vec())));
-        ops.push((keys::BATCH.to_vec(), Some(number.to_be_bytes().to_vec())));
-        let mut batch = sled::Batch::default();
-        for (k, v) in &ops {
-            match v {
-                Some(v) => batch.insert(k.as_slice(), v.as_slice()),
-                None => batch.remove(k.as_slice()),
-            }
-        }
-        self.tree.apply_batch(batch).map_err(sled_error)?;
+        ops.push((
+            keys::SEQ.to_vec(),
+            Some(Bytes::copy_from_slice(&w.seq.to_be_bytes())),
+        ));
+        self.tree.apply(&ops);
         w.batch = number;
-        wal::encode(
-            &mut self.wal_buf.lock().unwrap_or_else(|p| p.into_inner()),
-            number,
-            &ops,
-        );
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            wal::encode(&mut pending.log, number, &ops);
+            pending.dirty.extend(ops);
+            pending.batch = number;
+        }
         for (k, v) in new_counts {
             w.counts.insert(k, v);
         }
@@ -997,7 +1096,7 @@ impl Inner {
             .tree
             .scan_prefix(Key::new(keys::ATTEMPT).id(rec.id).build())
         {
-            let (k, _) = kv.map_err(sled_error)?;
+            let (k, _) = kv;
             txn.del(k.to_vec());
         }
         Ok(())
@@ -1197,7 +1296,7 @@ impl Inner {
             .tree
             .scan_prefix(Key::new(keys::ATTEMPT).id(rec.id).build())
         {
-            let (_, v) = kv.map_err(sled_error)?;
+            let (_, v) = kv;
             attempts.push(decode_json(&v)?);
         }
         Ok(DeliveryStatus {
@@ -1264,8 +1363,8 @@ impl Inner {
                 _ => Key::new(keys::DEAD).name(&h).time(since).build(),
             };
             let mut taken = 0;
-            for kv in self.tree.range(lo..) {
-                let (k, _) = kv.map_err(sled_error)?;
+            for kv in self.tree.range_from(lo) {
+                let (k, _) = kv;
                 if !k.starts_with(&prefix) || taken >= limit {
                     break;
                 }
@@ -1276,15 +1375,12 @@ impl Inner {
                 let id = uuid_at(&k, prefix.len() + 8).ok_or_else(|| corrupt("dead key"))?;
                 let rec = self.read_delivery(id)?;
                 if let Some(kind) = &filter.outcome {
-                    let last = self
-                        .tree
-                        .get(
-                            Key::new(keys::ATTEMPT)
-                                .id(id)
-                                .u32(rec.attempt_records)
-                                .build(),
-                        )
-                        .map_err(sled_error)?;
+                    let last = self.tree.get(
+                        Key::new(keys::ATTEMPT)
+                            .id(id)
+                            .u32(rec.attempt_records)
+                            .build(),
+                    );
                     let last_kind = match last {
                         Some(v) => decode_json::<AttemptRecord>(&v)?
                             .report
@@ -1378,10 +1474,8 @@ impl Store for SledStore {
         let v = self
             .inner
             .tree
-            .get(Key::new(keys::MODULE).raw(sha256.as_bytes()).build())
-            .map_err(sled_error)?;
-        v.map(|v| Bytes::copy_from_slice(&v))
-            .ok_or_else(|| StoreError::UnknownModule(sha256.to_string()))
+            .get(Key::new(keys::MODULE).raw(sha256.as_bytes()).build());
+        v.ok_or_else(|| StoreError::UnknownModule(sha256.to_string()))
     }
 
     async fn set_paused(&self, name: &str, paused: bool) -> StoreResult<HandlerRecord> {
@@ -1433,8 +1527,8 @@ impl Store for SledStore {
             let mut txn = Txn::new(&inner.tree);
             let mut seen = 0;
             let mut last = None;
-            for kv in inner.tree.range(from.clone()..) {
-                let (k, v) = kv.map_err(sled_error)?;
+            for kv in inner.tree.range_from(from.clone()) {
+                let (k, v) = kv;
                 if k.first() != Some(&keys::DELIVERY) || seen >= 4096 {
                     break;
                 }
@@ -1501,7 +1595,7 @@ impl Store for SledStore {
             .scan_prefix(Key::new(keys::READY).name(handler).build())
             .take(max)
         {
-            let (k, v) = kv.map_err(sled_error)?;
+            let (k, v) = kv;
             txn.del(k.to_vec());
             let id = uuid_at(&v, 0).ok_or_else(|| corrupt("ready entry"))?;
             let mut rec = txn.delivery(id)?;
@@ -1734,8 +1828,8 @@ impl Store for SledStore {
             let now = inner.clock.now();
             let mut txn = Txn::new(&inner.tree);
             let mut last = None;
-            for kv in inner.tree.range(from.clone()..).take(512) {
-                let (k, _) = kv.map_err(sled_error)?;
+            for kv in inner.tree.range_from(from.clone()).take(512) {
+                let (k, _) = kv;
                 if !k.starts_with(&prefix) {
                     break;
                 }
@@ -1768,7 +1862,7 @@ impl Store for SledStore {
             let mut txn = Txn::new(&inner.tree);
             let mut n = 0;
             for kv in inner.tree.scan_prefix([keys::SCHEDULED]).take(limit) {
-                let (k, _) = kv.map_err(sled_error)?;
+                let (k, _) = kv;
                 if u64_at(&k, 1).is_none_or(|due| due > now.0) {
                     break;
                 }
@@ -1791,7 +1885,7 @@ impl Store for SledStore {
         let first = self.inner.tree.scan_prefix([keys::SCHEDULED]).next();
         match first {
             Some(kv) => {
-                let (k, _) = kv.map_err(sled_error)?;
+                let (k, _) = kv;
                 Ok(u64_at(&k, 1).map(Timestamp))
             }
             None => Ok(None),
@@ -1807,7 +1901,7 @@ impl Store for SledStore {
             let mut n = 0;
             let expired: Vec<_> = inner.tree.scan_prefix([keys::LEASED]).take(limit).collect();
             for kv in expired {
-                let (k, _) = kv.map_err(sled_error)?;
+                let (k, _) = kv;
                 if u64_at(&k, 1).is_none_or(|exp| exp > now.0) {
                     break;
                 }
@@ -1847,7 +1941,7 @@ impl Store for SledStore {
                 .scan_prefix([keys::IDEMPOTENCY_EXPIRY])
                 .take(limit)
             {
-                let (k, _) = kv.map_err(sled_error)?;
+                let (k, _) = kv;
                 if u64_at(&k, 1).is_none_or(|exp| exp > now.0) {
                     break;
                 }
@@ -1876,7 +1970,7 @@ impl Store for SledStore {
             for h in names {
                 let prefix = Key::new(keys::DEAD).name(&h).build();
                 for kv in inner.tree.scan_prefix(&prefix).take(limit) {
-                    let (k, _) = kv.map_err(sled_error)?;
+                    let (k, _) = kv;
                     if u64_at(&k, prefix.len()).is_none_or(|t| t > dead_cutoff.0) {
                         break;
                     }
@@ -1897,8 +1991,8 @@ impl Store for SledStore {
                 w.prune_cursor.clone()
             };
             let mut cursor = Vec::new();
-            for kv in inner.tree.range(start..).take(limit) {
-                let (k, v) = kv.map_err(sled_error)?;
+            for kv in inner.tree.range_from(start).take(limit) {
+                let (k, v) = kv;
                 if k.first() != Some(&keys::MESSAGE) {
                     break;
                 }
@@ -1913,7 +2007,7 @@ impl Store for SledStore {
                     .tree
                     .scan_prefix(Key::new(keys::MESSAGE_DELIVERY).id(id).build())
                 {
-                    let (dk, _) = kv.map_err(sled_error)?;
+                    let (dk, _) = kv;
                     let did = uuid_at(&dk, 17).ok_or_else(|| corrupt("message delivery key"))?;
                     recs.push(txn.delivery(did)?);
                 }
@@ -1949,7 +2043,7 @@ impl Store for SledStore {
             .tree
             .scan_prefix(Key::new(keys::MESSAGE_DELIVERY).id(id).build())
         {
-            let (k, _) = kv.map_err(sled_error)?;
+            let (k, _) = kv;
             let did = uuid_at(&k, 17).ok_or_else(|| corrupt("message delivery key"))?;
             deliveries.push(inner.status(txn.delivery(did)?)?);
         }
@@ -1988,7 +2082,7 @@ impl Store for SledStore {
                 .scan_prefix(Key::new(keys::READY).name(&h.name).build())
                 .next()
             {
-                Some(kv) => u64_at(&kv.map_err(sled_error)?.1, 16).map(Timestamp),
+                Some(kv) => u64_at(&kv.1, 16).map(Timestamp),
                 None => None,
             };
             out.push(HandlerStats {

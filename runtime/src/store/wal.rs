@@ -23,11 +23,15 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+
+use super::memtree::Op;
+
 /// One batch of blind writes.
-pub(super) type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+pub(super) type Ops = Vec<Op>;
 
 /// Appends one record for batch `number` to `buf`.
-pub(super) fn encode(buf: &mut Vec<u8>, number: u64, ops: &Ops) {
+pub(super) fn encode(buf: &mut Vec<u8>, number: u64, ops: &[Op]) {
     let start = buf.len();
     buf.extend_from_slice(&[0; 8]);
     buf.extend_from_slice(&number.to_le_bytes());
@@ -85,7 +89,11 @@ fn decode_one(data: &[u8], at: usize) -> Option<((u64, Ops), usize)> {
         let kind = *body.get(i)?;
         i += 1;
         let k = take(&mut i)?;
-        let v = if kind == 1 { Some(take(&mut i)?) } else { None };
+        let v = if kind == 1 {
+            Some(Bytes::from(take(&mut i)?))
+        } else {
+            None
+        };
         ops.push((k, v));
     }
     Some(((number, ops), at + 8 + len))
@@ -206,7 +214,10 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_a_torn_tail_ends_the_log() {
-        let ops: Ops = vec![(b"a".to_vec(), Some(b"1".to_vec())), (b"b".to_vec(), None)];
+        let ops: Ops = vec![
+            (b"a".to_vec(), Some(Bytes::from_static(b"1"))),
+            (b"b".to_vec(), None),
+        ];
         let mut buf = Vec::new();
         encode(&mut buf, 7, &ops);
         encode(&mut buf, 8, &ops);
