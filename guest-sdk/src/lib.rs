@@ -85,20 +85,25 @@ pub use error::{EXIT_OK, EXIT_REJECT, EXIT_RETRY, Error, Result, ResultExt};
 pub use host::{Level, Publish, PublishError, PublishErrorKind, log, publish};
 pub use message::{Message, env};
 
-/// Runs `handler` on this attempt's message and exits with the status its
-/// result maps to; call it from `main`.
+/// Runs `handler` on this attempt's message and ends the attempt with the
+/// status its result maps to; call it last in `main`.
 ///
 /// Reads the whole of stdin as the payload and the `SLUICE_*` variables as the
-/// metadata, calls the handler once, writes the reason of an error to stderr,
-/// flushes stdout and exits: 0 for `Ok`, [`EXIT_RETRY`] or [`EXIT_REJECT`] for
-/// an error. A panic is not caught: on wasm it aborts, which traps, and a trap
-/// is retried.
-pub fn run<F>(handler: F) -> !
+/// metadata and calls the handler once. On `Ok` it returns, so `main` returns
+/// and the module exits 0 without calling `proc_exit` (the host handles an
+/// exit call like a trap, which costs more than a return). On an error it
+/// writes the reason to stderr, flushes stdout and exits with [`EXIT_RETRY`] or
+/// [`EXIT_REJECT`]. A panic is not caught: on wasm it aborts, which traps, and
+/// a trap is retried.
+pub fn run<F>(handler: F)
 where
     F: FnOnce(&Message) -> Result,
 {
     let result = Message::from_env().and_then(|msg| handler(&msg));
     let code = exit_code(&result);
+    if code == EXIT_OK {
+        return;
+    }
     if let Err(e) = &result {
         eprintln!("sluice: {e}");
     }
