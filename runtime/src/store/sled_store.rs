@@ -45,7 +45,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::keys::{self, Key, u64_at, uuid_at};
-use super::memtree::{MemTree, Op};
+use super::memtree::MemTree;
 use super::wal;
 use super::*;
 use crate::clock::{Clock, Timestamp};
@@ -103,13 +103,18 @@ struct Inner {
     ready: watch::Sender<u64>,
 }
 
+/// Writes waiting for a checkpoint: key → value (`None`: removed).
+type Dirty = HashMap<Vec<u8>, Option<Bytes>>;
+
 /// What the flusher and the checkpoint take from the writers.
 #[derive(Default)]
 struct Pending {
     /// Log records not yet written; taken by the flusher.
     log: Vec<u8>,
-    /// Every write since the last checkpoint, in order; taken by the next one.
-    dirty: Vec<Op>,
+    /// The last write to each key since the last checkpoint; taken by the next
+    /// one. Keyed, so a key rewritten many times (a delivery's record, a
+    /// count) costs memory and checkpoint work once.
+    dirty: Dirty,
     /// Number of the last batch in `log` and `dirty`.
     batch: u64,
 }
@@ -285,13 +290,13 @@ fn open_db(dir: &Path) -> StoreResult<sled::Db> {
 
 /// Re-applies the log's batches that sled does not hold yet (see [`wal`]) to the
 /// image; returns the number of the last batch and the writes replayed.
-fn replay(disk: &sled::Tree, tree: &MemTree, wal_dir: &Path) -> StoreResult<(u64, Vec<Op>)> {
+fn replay(disk: &sled::Tree, tree: &MemTree, wal_dir: &Path) -> StoreResult<(u64, Dirty)> {
     let mut last = disk
         .get(keys::BATCH)
         .map_err(sled_error)?
         .and_then(|v| u64_at(&v, 0))
         .unwrap_or(0);
-    let mut replayed = Vec::new();
+    let mut replayed = Dirty::new();
     let mut batches = 0;
     for (number, ops) in wal::read_all(wal_dir).map_err(StoreError::from_io)? {
         if number <= last {
@@ -309,7 +314,7 @@ fn replay(disk: &sled::Tree, tree: &MemTree, wal_dir: &Path) -> StoreResult<(u64
 }
 
 /// One sled batch of `ops`; a later write to a key replaces an earlier one.
-fn sled_batch(ops: &[Op]) -> sled::Batch {
+fn sled_batch<'a>(ops: impl IntoIterator<Item = (&'a Vec<u8>, &'a Option<Bytes>)>) -> sled::Batch {
     let mut batch = sled::Batch::default();
     for (k, v) in ops {
         match v {
@@ -495,8 +500,8 @@ struct Checkpointer {
 impl Checkpointer {
     /// Writes `ops` (the batches up to `batch`, in order) to sled as one atomic
     /// batch and makes it durable.
-    fn write(&self, ops: &[Op], batch: u64) -> Result<(), sled::Error> {
-        let mut b = sled_batch(ops);
+    fn write(&self, dirty: &Dirty, batch: u64) -> Result<(), sled::Error> {
+        let mut b = sled_batch(dirty);
         b.insert(keys::BATCH, &batch.to_be_bytes());
         self.disk.apply_batch(b)?;
         self.db.flush()?;
@@ -591,16 +596,16 @@ fn flush_loop(
 
 /// Takes every write since the last checkpoint, with the number of the last
 /// batch they include.
-fn take_dirty(pending: &Mutex<Pending>) -> (Vec<Op>, u64) {
+fn take_dirty(pending: &Mutex<Pending>) -> (Dirty, u64) {
     let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
     (std::mem::take(&mut p.dirty), p.batch)
 }
 
 /// Puts back the writes of a failed checkpoint, before any newer ones, so the
 /// next checkpoint makes them.
-fn restore_dirty(pending: &Mutex<Pending>, mut older: Vec<Op>) {
+fn restore_dirty(pending: &Mutex<Pending>, mut older: Dirty) {
     let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
-    older.append(&mut p.dirty);
+    older.extend(std::mem::take(&mut p.dirty));
     p.dirty = older;
 }
 
@@ -640,7 +645,7 @@ fn checkpoint(
                 return restore_dirty(&pending, ops);
             }
             tracing::debug!(
-                writes = ops.len(),
+                keys = ops.len(),
                 ms = started.elapsed().as_millis() as u64,
                 "checkpoint written to sled"
             );
