@@ -63,9 +63,10 @@ pub struct StoreConfig {
     pub dlq_retention: Duration,
     /// Most headers per message. Default 64.
     pub max_headers: usize,
-    /// Write-ahead log size that triggers a checkpoint (the backend's own
-    /// flush, then older log files are deleted). Default 64 MiB; bounds the
-    /// replay at open.
+    /// Write-ahead log size that triggers a checkpoint (the changes since the
+    /// last one written to the backend's own storage, then older log files
+    /// deleted). Default 64 MiB; bounds the replay at open and the writes
+    /// held in memory for the next checkpoint.
     pub checkpoint_bytes: u64,
 }
 

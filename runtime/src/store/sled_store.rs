@@ -497,13 +497,23 @@ struct Checkpointer {
     disk: sled::Tree,
 }
 
+/// Keys per sled batch in a checkpoint: a checkpoint of millions of keys in
+/// one sled batch holds many gigabytes in sled at once.
+const CHECKPOINT_CHUNK: usize = 4096;
+
 impl Checkpointer {
-    /// Writes `ops` (the batches up to `batch`, in order) to sled as one atomic
-    /// batch and makes it durable.
+    /// Writes `dirty` (the batches up to `batch`) to sled and makes it durable.
+    ///
+    /// The keys go in chunks, the batch number last, then sled's flush. A crash
+    /// part-way leaves sled with some of the keys at newer values and the old
+    /// batch number; that is still a correct base, because replay rewrites
+    /// every key of every later batch, and those include all of `dirty`.
     fn write(&self, dirty: &Dirty, batch: u64) -> Result<(), sled::Error> {
-        let mut b = sled_batch(dirty);
-        b.insert(keys::BATCH, &batch.to_be_bytes());
-        self.disk.apply_batch(b)?;
+        let entries: Vec<_> = dirty.iter().collect();
+        for chunk in entries.chunks(CHECKPOINT_CHUNK) {
+            self.disk.apply_batch(sled_batch(chunk.iter().copied()))?;
+        }
+        self.disk.insert(keys::BATCH, &batch.to_be_bytes())?;
         self.db.flush()?;
         Ok(())
     }
