@@ -1,4 +1,4 @@
-//! Key layout of the sled backend: one tree, one prefix byte per index.
+//! Key layout of the store: one ordered key space, one prefix byte per index.
 //!
 //! Everything lives in one tree so that a state change spanning several indexes
 //! is one atomic `apply_batch`. Numbers are big-endian so byte order is numeric
@@ -24,7 +24,6 @@
 //! | `W` | module sha256 | module bytes |
 //! | `C` | handler, state | count |
 //! | `Z` | — | last sequence number |
-//! | `N` | — | number of the last batch applied (write-ahead log position) |
 
 use uuid::Uuid;
 
@@ -48,7 +47,6 @@ pub(super) const TOPIC: u8 = b'P';
 pub(super) const MODULE: u8 = b'W';
 pub(super) const COUNT: u8 = b'C';
 pub(super) const SEQ: &[u8] = b"Z";
-pub(super) const BATCH: &[u8] = b"N";
 
 /// Builds a key from parts.
 #[derive(Debug, Default)]

@@ -34,6 +34,7 @@ use crate::outcome::Outcome;
 use crate::policy::{Disposition, HandlerPolicy, PolicyError};
 
 pub mod conformance;
+mod image;
 mod keys;
 mod memtree;
 mod sled_store;

@@ -44,6 +44,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::image::{Dirty, SledImage, sled_error};
 use super::keys::{self, Key, u64_at, uuid_at};
 use super::memtree::MemTree;
 use super::wal;
@@ -103,9 +104,6 @@ struct Inner {
     ready: watch::Sender<u64>,
 }
 
-/// Writes waiting for a checkpoint: key → value (`None`: removed).
-type Dirty = HashMap<Vec<u8>, Option<Bytes>>;
-
 /// What the flusher and the checkpoint take from the writers.
 #[derive(Default)]
 struct Pending {
@@ -143,11 +141,23 @@ impl SledStore {
     pub fn open(dir: &Path, config: StoreConfig, clock: Arc<dyn Clock>) -> StoreResult<SledStore> {
         std::fs::create_dir_all(dir).map_err(StoreError::from_io)?;
         let db = open_db(dir)?;
-        let disk = db.open_tree("queue").map_err(sled_error)?;
+        if db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == LEGACY_TREE.as_bytes())
+        {
+            return Err(StoreError::Corrupt(format!(
+                "{} was written by an older sluice (one sled key per store key); \
+                 this version reads only its checkpoint image: drain it with the older \
+                 version or start with an empty data directory",
+                dir.display()
+            )));
+        }
         let wal_dir = dir.join("wal");
         std::fs::create_dir_all(&wal_dir).map_err(StoreError::from_io)?;
-        let tree = load(&disk)?;
-        let (batch, replayed) = replay(&disk, &tree, &wal_dir)?;
+        let (image, entries, checkpointed) = SledImage::open(db, config.checkpoint_bytes)?;
+        let tree = MemTree::from_entries(entries);
+        let (batch, replayed) = replay(checkpointed, &tree, &wal_dir)?;
         let log = wal::LogFile::create_next(&wal_dir).map_err(StoreError::from_io)?;
         if replayed.is_empty() {
             // sled holds every batch in the older files.
@@ -185,12 +195,7 @@ impl SledStore {
             log: Vec::new(),
         }));
         let inner = Arc::new(Inner {
-            flusher: Flusher::start(
-                Checkpointer { db, disk },
-                log,
-                pending.clone(),
-                config.checkpoint_bytes,
-            ),
+            flusher: Flusher::start(image, log, pending.clone(), config.checkpoint_bytes),
             pending,
             tree,
             config,
@@ -265,6 +270,10 @@ impl SledStore {
     }
 }
 
+/// The sled tree of the layout before the checkpoint image (one sled key per
+/// store key), refused on open.
+const LEGACY_TREE: &str = "queue";
+
 /// Opens sled. A store dropped a moment ago in this process may still hold
 /// its file lock while sled's IO threads finish; wait up to 5 s for it.
 fn open_db(dir: &Path) -> StoreResult<sled::Db> {
@@ -290,12 +299,8 @@ fn open_db(dir: &Path) -> StoreResult<sled::Db> {
 
 /// Re-applies the log's batches that sled does not hold yet (see [`wal`]) to the
 /// image; returns the number of the last batch and the writes replayed.
-fn replay(disk: &sled::Tree, tree: &MemTree, wal_dir: &Path) -> StoreResult<(u64, Dirty)> {
-    let mut last = disk
-        .get(keys::BATCH)
-        .map_err(sled_error)?
-        .and_then(|v| u64_at(&v, 0))
-        .unwrap_or(0);
+fn replay(checkpointed: u64, tree: &MemTree, wal_dir: &Path) -> StoreResult<(u64, Dirty)> {
+    let mut last = checkpointed;
     let mut replayed = Dirty::new();
     let mut batches = 0;
     for (number, ops) in wal::read_all(wal_dir).map_err(StoreError::from_io)? {
@@ -311,36 +316,6 @@ fn replay(disk: &sled::Tree, tree: &MemTree, wal_dir: &Path) -> StoreResult<(u64
         tracing::info!(batches, "replayed the write-ahead log");
     }
     Ok((last, replayed))
-}
-
-/// One sled batch of `ops`; a later write to a key replaces an earlier one.
-fn sled_batch<'a>(ops: impl IntoIterator<Item = (&'a Vec<u8>, &'a Option<Bytes>)>) -> sled::Batch {
-    let mut batch = sled::Batch::default();
-    for (k, v) in ops {
-        match v {
-            Some(v) => batch.insert(k.as_slice(), v.as_ref()),
-            None => batch.remove(k.as_slice()),
-        }
-    }
-    batch
-}
-
-/// Loads sled's tree (the last checkpoint plus the replayed log) into memory.
-fn load(disk: &sled::Tree) -> StoreResult<MemTree> {
-    let mut entries = Vec::new();
-    for kv in disk.iter() {
-        let (k, v) = kv.map_err(sled_error)?;
-        entries.push((k.to_vec(), Bytes::copy_from_slice(&v)));
-    }
-    Ok(MemTree::from_entries(entries))
-}
-
-fn sled_error(e: sled::Error) -> StoreError {
-    match e {
-        sled::Error::Io(io) => StoreError::from_io(io),
-        sled::Error::Corruption { .. } => StoreError::Corrupt(e.to_string()),
-        other => StoreError::Io(std::io::Error::other(other.to_string())),
-    }
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -491,41 +466,13 @@ struct Flusher {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// sled, written only by checkpoints.
-struct Checkpointer {
-    db: sled::Db,
-    disk: sled::Tree,
-}
-
-/// Keys per sled batch in a checkpoint: a checkpoint of millions of keys in
-/// one sled batch holds many gigabytes in sled at once.
-const CHECKPOINT_CHUNK: usize = 4096;
-
-impl Checkpointer {
-    /// Writes `dirty` (the batches up to `batch`) to sled and makes it durable.
-    ///
-    /// The keys go in chunks, the batch number last, then sled's flush. A crash
-    /// part-way leaves sled with some of the keys at newer values and the old
-    /// batch number; that is still a correct base, because replay rewrites
-    /// every key of every later batch, and those include all of `dirty`.
-    fn write(&self, dirty: &Dirty, batch: u64) -> Result<(), sled::Error> {
-        let entries: Vec<_> = dirty.iter().collect();
-        for chunk in entries.chunks(CHECKPOINT_CHUNK) {
-            self.disk.apply_batch(sled_batch(chunk.iter().copied()))?;
-        }
-        self.disk.insert(keys::BATCH, &batch.to_be_bytes())?;
-        self.db.flush()?;
-        Ok(())
-    }
-}
-
 /// The flusher: waits for someone to need durability, writes every buffered
 /// log record and syncs; all waiters registered before it started are covered.
 fn flush_loop(
     state: &(Mutex<FlushState>, Condvar),
     done: &watch::Sender<FlushDone>,
     fault: &Mutex<Option<std::io::ErrorKind>>,
-    disk: &Arc<Checkpointer>,
+    disk: &Arc<SledImage>,
     mut log: wal::LogFile,
     pending: &Arc<Mutex<Pending>>,
     checkpoint_bytes: u64,
@@ -625,7 +572,7 @@ fn restore_dirty(pending: &Mutex<Pending>, mut older: Dirty) {
 /// the old files and hands its changes to the next checkpoint, so nothing is
 /// lost.
 fn checkpoint(
-    disk: &Arc<Checkpointer>,
+    disk: &Arc<SledImage>,
     log: &mut wal::LogFile,
     pending: &Arc<Mutex<Pending>>,
     running: &mut Option<JoinHandle<()>>,
@@ -672,7 +619,7 @@ fn checkpoint(
 impl Flusher {
     /// Starts the flusher thread. It owns the log file and starts checkpoints.
     fn start(
-        disk: Checkpointer,
+        disk: SledImage,
         log: wal::LogFile,
         pending: Arc<Mutex<Pending>>,
         checkpoint_bytes: u64,

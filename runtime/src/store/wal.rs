@@ -32,10 +32,24 @@ pub(super) type Ops = Vec<Op>;
 
 /// Appends one record for batch `number` to `buf`.
 pub(super) fn encode(buf: &mut Vec<u8>, number: u64, ops: &[Op]) {
+    encode_iter(
+        buf,
+        number,
+        ops.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
+    );
+}
+
+/// Appends one record of blind writes (`None`: remove) to `buf`.
+pub(super) fn encode_iter<'a>(
+    buf: &mut Vec<u8>,
+    number: u64,
+    ops: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) {
     let start = buf.len();
     buf.extend_from_slice(&[0; 8]);
     buf.extend_from_slice(&number.to_le_bytes());
-    buf.extend_from_slice(&(ops.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    let mut count: u32 = 0;
     for (k, v) in ops {
         buf.push(u8::from(v.is_some()));
         buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
@@ -44,7 +58,9 @@ pub(super) fn encode(buf: &mut Vec<u8>, number: u64, ops: &[Op]) {
             buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
             buf.extend_from_slice(v);
         }
+        count += 1;
     }
+    buf[start + 16..start + 20].copy_from_slice(&count.to_le_bytes());
     let body = &buf[start + 8..];
     let len = body.len() as u32;
     let crc = crc32fast::hash(body);
