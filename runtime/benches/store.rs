@@ -1,14 +1,13 @@
 //! Throughput of the sled store, durable (every acknowledged call fsynced).
 //!
 //! A plain bench binary (`harness = false`) rather than criterion: the backlog
-//! prefill (300,000 deliveries by default) is built once and the figures are
+//! prefill (1,000,000 deliveries by default, ~6 GiB of RAM) is built once and the figures are
 //! measured against it, which criterion's per-benchmark setup does not suit, and
 //! each figure is a throughput over a few seconds of real fsyncs, not a per-call
 //! latency distribution.
 //!
 //! Run: `cargo bench -p sluice --bench store --profile dev`
-//! (`SLUICE_BENCH_BACKLOG=1000000` for the backlog, which needs more
-//! than 24 GiB of RAM with sled 0.34, see docs/store.md; `SLUICE_BENCH_SECS` to
+//! (`SLUICE_BENCH_BACKLOG=100000` for a smaller backlog, `SLUICE_BENCH_SECS` to
 //! change the length of each measurement, default 3 s, `SLUICE_BENCH_SETTLE_SECS`
 //! for the pause after the prefill, default 15 s).
 //!
@@ -37,6 +36,11 @@ use sluice::clock::SystemClock;
 use sluice::policy::HandlerPolicy;
 use sluice::store::conformance::{module, ok};
 use sluice::store::{HandlerSpec, NewMessage, SledStore, Store, StoreConfig};
+
+/// The `sluice` binary's allocator with feature `mimalloc` (docs/store.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PAYLOAD: &[u8] = &[b'x'; 128];
 
@@ -286,7 +290,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let backlog = env_u64("SLUICE_BENCH_BACKLOG", 300_000);
+    let backlog = env_u64("SLUICE_BENCH_BACKLOG", 1_000_000);
     let secs = env_u64("SLUICE_BENCH_SECS", 3) as f64;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

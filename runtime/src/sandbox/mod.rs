@@ -69,7 +69,7 @@ use run::HostState;
 /// for the next attempt instead of being returned to the kernel (`madvise`) and
 /// faulted in again: cuts per-attempt overhead roughly in half (docs/sandbox.md).
 /// With `PAGEMAP_SCAN` (Linux 6.7+) only the pages the attempt touched are
-/// reset, so the bound can cover a typical guest's whole working set.
+/// reset. 1 MiB measured the same as 256 KiB in W1 (throughput and RSS).
 const MEMORY_KEEP_RESIDENT: usize = 256 << 10;
 /// Slots whose memory beyond the resident part is returned to the kernel in
 /// one batch: fewer `madvise` calls and TLB shootdowns across cores.
