@@ -50,7 +50,7 @@
 //! }
 //!
 //! fn main() {
-//!     sluice_guest::run(handle)
+//!     sluice_guest::run(handle);
 //! }
 //! ```
 //!

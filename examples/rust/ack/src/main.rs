@@ -22,7 +22,7 @@ fn handle(msg: &Message) -> Result {
 }
 
 fn main() {
-    sluice_guest::run(handle)
+    sluice_guest::run(handle);
 }
 
 #[cfg(test)]
