@@ -1,8 +1,9 @@
 //! Key layout of the store: one ordered key space, one prefix byte per index.
 //!
-//! Everything lives in one tree so that a state change spanning several indexes
-//! is one atomic `apply_batch`. Numbers are big-endian so byte order is numeric
-//! order; names and keys are NUL-terminated (the naming rules forbid NUL).
+//! Everything lives in one key space so that a state change spanning several
+//! indexes is one atomic batch (in the image, the log and the checkpoint).
+//! Numbers are big-endian so byte order is numeric order; names and keys are
+//! NUL-terminated (the naming rules forbid NUL).
 //!
 //! | prefix | key | value |
 //! | --- | --- | --- |

@@ -20,8 +20,8 @@
 //!   original is durable.
 //! - **Checkpoints.** When the log file passes `StoreConfig::checkpoint_bytes`,
 //!   the flusher starts a new file and a checkpoint thread writes the changes
-//!   since the previous checkpoint to sled as one batch (net of keys written and
-//!   removed in between), flushes sled, and deletes the older log files.
+//!   since the previous checkpoint (the last write to each key) to sled's image
+//!   ([`super::image`]) as one atomic batch, and deletes the older log files.
 //! - **Leases are not flushed on their own.** A lease lost in a crash only
 //!   means the delivery is ready again on restart (at-least-once); the attempt's
 //!   completion is flushed, and its flush carries the lease with it.

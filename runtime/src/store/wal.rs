@@ -1,19 +1,19 @@
-//! The write-ahead log that makes the sled backend's batches durable.
+//! The write-ahead log that makes the store's batches durable.
 //!
-//! sled's own `flush` costs hundreds of microseconds of CPU per call (it waits
-//! for its IO buffers by spinning), which capped group commit at a few thousand
-//! operations per second on two cores. So durability comes from this log
-//! instead: every batch applied to sled is also appended, in the same order,
-//! to an in-memory buffer; the flusher writes the buffer to the current log file
-//! and `fdatasync`s it. sled's own flush runs only as a checkpoint, when a log
-//! file grows past `StoreConfig::checkpoint_bytes`, after which older files are deleted.
+//! Every batch applied to the in-memory image is also appended, in the same
+//! order, to an in-memory buffer; the flusher writes the buffer to the current
+//! log file and `fdatasync`s it (group commit). sled's own `flush` is not used
+//! for this: it costs hundreds of microseconds of CPU per call (it waits for its
+//! IO buffers by spinning). When a log file grows past
+//! `StoreConfig::checkpoint_bytes`, a checkpoint writes the changes to sled's
+//! image ([`super::image`]) and the older files are deleted.
 //!
 //! # Recovery
-//! Every batch carries a number, stored in sled by the batch itself. On open,
-//! records with a number above sled's are re-applied in order. Batches are
-//! blind writes (set or remove whole keys), and sled applies each atomically, so
-//! sled holds exactly the batches up to its number and replaying the rest
-//! reproduces the state. A torn record (a crash mid-write) ends the log.
+//! Every batch carries a number; the checkpoint image stores the number of the
+//! last batch it includes. On open, records with a higher number are
+//! re-applied in order. Batches are blind writes (set or remove whole keys), so
+//! applying them over the image reproduces the state. A torn record (a crash
+//! mid-write) ends that file's records.
 //!
 //! # Record format (little-endian)
 //! `len: u32 | crc32(body): u32 | body`, where body is
