@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
@@ -52,6 +53,8 @@ pub(super) struct SledImage {
     db: sled::Db,
     compact_min: u64,
     state: Mutex<Position>,
+    /// Set by fault tests: every write fails before touching sled.
+    fault: AtomicBool,
 }
 
 /// Where the next piece goes, and the sizes that decide a compaction.
@@ -122,6 +125,7 @@ impl SledImage {
                 base: bytes,
                 appended: 0,
             }),
+            fault: AtomicBool::new(false),
         };
         Ok((image, entries, batch))
     }
@@ -129,6 +133,11 @@ impl SledImage {
     /// Writes `dirty` (every write of the batches up to `batch` not yet in the
     /// image) and makes it durable; compacts when due.
     pub(super) fn write(&self, dirty: &Dirty, batch: u64) -> StoreResult<()> {
+        if self.fault.load(Ordering::Relaxed) {
+            return Err(StoreError::Io(std::io::Error::other(
+                "injected checkpoint fault",
+            )));
+        }
         let mut pos = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut b = sled::Batch::default();
         let bytes = stream(
@@ -147,6 +156,11 @@ impl SledImage {
             self.compact(&mut pos, batch)?;
         }
         Ok(())
+    }
+
+    /// Makes every write fail while `on` (fault tests).
+    pub(super) fn set_fault(&self, on: bool) {
+        self.fault.store(on, Ordering::Relaxed);
     }
 
     /// Rewrites the current generation's net content as the next generation.

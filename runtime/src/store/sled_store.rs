@@ -264,6 +264,12 @@ impl SledStore {
             .unwrap_or_else(|p| p.into_inner()) = fault;
     }
 
+    /// Makes every checkpoint fail while `on` (fault tests): the log files are
+    /// kept and the checkpoint's writes go to the next one.
+    pub fn inject_checkpoint_fault(&self, on: bool) {
+        self.inner.flusher.image.set_fault(on);
+    }
+
     /// Flushes done so far (group commit: compare with the verbs that waited).
     pub fn flush_count(&self) -> u64 {
         self.inner.flusher.done.borrow().flushes
@@ -464,6 +470,8 @@ struct Flusher {
     fault: Arc<Mutex<Option<std::io::ErrorKind>>>,
     done: watch::Sender<FlushDone>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The checkpoint store (shared with the flusher thread, for fault tests).
+    image: Arc<SledImage>,
 }
 
 /// The flusher: waits for someone to need durability, writes every buffered
@@ -635,9 +643,10 @@ impl Flusher {
         ));
         let (done, _) = watch::channel(FlushDone::default());
         let fault: Arc<Mutex<Option<std::io::ErrorKind>>> = Arc::default();
+        let image = Arc::new(disk);
         let thread = {
             let (state, done, fault) = (state.clone(), done.clone(), fault.clone());
-            let disk = Arc::new(disk);
+            let disk = Arc::clone(&image);
             std::thread::Builder::new()
                 .name("sluice-flusher".into())
                 .spawn(move || {
@@ -658,6 +667,7 @@ impl Flusher {
             fault,
             done,
             thread: Mutex::new(Some(thread)),
+            image,
         }
     }
 
@@ -2256,6 +2266,64 @@ mod tests {
         assert_eq!(
             s.stats().await.unwrap().handlers[0].counts[&DeliveryState::Ready],
             200
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_checkpoint_keeps_the_log_and_hands_its_writes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+        let config = StoreConfig {
+            checkpoint_bytes: 4096,
+            ..StoreConfig::default()
+        };
+        let s = SledStore::open(dir.path(), config.clone(), Arc::new(clock.clone())).unwrap();
+        register(&s).await;
+        let enqueue = |n: usize| {
+            let s = s.clone();
+            async move {
+                let mut ids = Vec::new();
+                for i in 0..n {
+                    let m = NewMessage {
+                        topic: "t".into(),
+                        payload: Bytes::from(vec![i as u8; 100]),
+                        ..Default::default()
+                    };
+                    ids.push(s.enqueue(vec![m]).await.unwrap()[0].id);
+                }
+                ids
+            }
+        };
+        s.inject_checkpoint_fault(true);
+        let mut ids = enqueue(200).await;
+        assert!(
+            wal::files(&wal_dir).unwrap().len() > 2,
+            "failed checkpoints delete no log file"
+        );
+        s.inject_checkpoint_fault(false);
+        ids.extend(enqueue(200).await);
+        // Checkpoints run on their own thread: wait for one to succeed.
+        for _ in 0..500 {
+            if wal::files(&wal_dir).unwrap().len() <= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            wal::files(&wal_dir).unwrap().len() <= 2,
+            "a successful checkpoint deletes the files the failed ones kept"
+        );
+        // Those files held the failed checkpoints' writes: they survive only
+        // if the failures handed them on to the checkpoint that succeeded.
+        drop(s);
+        let s = SledStore::open(dir.path(), config, Arc::new(clock)).unwrap();
+        for id in &ids {
+            s.message(*id).await.unwrap();
+        }
+        assert_eq!(
+            s.stats().await.unwrap().handlers[0].counts[&DeliveryState::Ready],
+            400
         );
     }
 }
