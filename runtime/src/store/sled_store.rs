@@ -2234,6 +2234,20 @@ mod tests {
         let batched: u64 = after.flush_batches.iter().map(|(_, n)| n).sum();
         assert_eq!(batched, after.flushes);
     }
+    /// Enqueues `n` messages of 100 bytes to topic `t`, one call each.
+    async fn enqueue_one_by_one(s: &SledStore, n: usize) -> Vec<MessageId> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let m = NewMessage {
+                topic: "t".into(),
+                payload: Bytes::from(vec![i as u8; 100]),
+                ..Default::default()
+            };
+            ids.push(s.enqueue(vec![m]).await.unwrap()[0].id);
+        }
+        ids
+    }
+
     #[tokio::test]
     async fn checkpoints_bound_the_log_and_lose_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -2244,15 +2258,7 @@ mod tests {
         };
         let s = SledStore::open(dir.path(), config.clone(), Arc::new(clock.clone())).unwrap();
         register(&s).await;
-        let mut ids = Vec::new();
-        for i in 0..200 {
-            let m = NewMessage {
-                topic: "t".into(),
-                payload: Bytes::from(vec![i as u8; 100]),
-                ..Default::default()
-            };
-            ids.push(s.enqueue(vec![m]).await.unwrap()[0].id);
-        }
+        let ids = enqueue_one_by_one(&s, 200).await;
         let logs = wal::files(&dir.path().join("wal")).unwrap();
         assert!(
             logs.len() <= 2,
@@ -2280,29 +2286,14 @@ mod tests {
         };
         let s = SledStore::open(dir.path(), config.clone(), Arc::new(clock.clone())).unwrap();
         register(&s).await;
-        let enqueue = |n: usize| {
-            let s = s.clone();
-            async move {
-                let mut ids = Vec::new();
-                for i in 0..n {
-                    let m = NewMessage {
-                        topic: "t".into(),
-                        payload: Bytes::from(vec![i as u8; 100]),
-                        ..Default::default()
-                    };
-                    ids.push(s.enqueue(vec![m]).await.unwrap()[0].id);
-                }
-                ids
-            }
-        };
         s.inject_checkpoint_fault(true);
-        let mut ids = enqueue(200).await;
+        let mut ids = enqueue_one_by_one(&s, 200).await;
         assert!(
             wal::files(&wal_dir).unwrap().len() > 2,
             "failed checkpoints delete no log file"
         );
         s.inject_checkpoint_fault(false);
-        ids.extend(enqueue(200).await);
+        ids.extend(enqueue_one_by_one(&s, 200).await);
         // Checkpoints run on their own thread: wait for one to succeed.
         for _ in 0..500 {
             if wal::files(&wal_dir).unwrap().len() <= 2 {
