@@ -71,9 +71,7 @@ use run::HostState;
 /// With `PAGEMAP_SCAN` (Linux 6.7+) only the pages the attempt touched are
 /// reset. 1 MiB measured the same as 256 KiB in W1 (throughput and RSS).
 const MEMORY_KEEP_RESIDENT: usize = 256 << 10;
-/// Slots whose memory beyond the resident part is returned to the kernel in
-/// one batch: fewer `madvise` calls and TLB shootdowns across cores.
-const DECOMMIT_BATCH: usize = 16;
+
 /// Same for the async (fiber) stack an attempt runs on.
 const STACK_KEEP_RESIDENT: usize = 128 << 10;
 /// Same for the function table.
@@ -130,8 +128,10 @@ impl Sandbox {
             .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
             .async_stack_keep_resident(STACK_KEEP_RESIDENT)
             .table_keep_resident(TABLE_KEEP_RESIDENT)
-            .pagemap_scan(Enabled::Auto)
-            .decommit_batch_size(DECOMMIT_BATCH);
+            // Not `decommit_batch_size`: a slot waiting in a decommit batch
+            // still counts as taken, so a full pool refused an instance even
+            // though an attempt had finished (a flaky pool test showed it).
+            .pagemap_scan(Enabled::Auto);
         let mut wasm = wasmtime::Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
