@@ -120,8 +120,6 @@ struct Pending {
 struct Writer {
     counts: HashMap<(String, DeliveryState), u64>,
     seq: u64,
-    /// Number of the last batch applied (and appended to the log buffer).
-    batch: u64,
     rng: StdRng,
     prune_cursor: Vec<u8>,
 }
@@ -203,7 +201,6 @@ impl SledStore {
             writer: Mutex::new(Writer {
                 counts,
                 seq,
-                batch,
                 rng: StdRng::from_os_rng(),
                 prune_cursor: Vec::new(),
             }),
@@ -755,18 +752,19 @@ impl Inner {
             ));
             new_counts.push(((h, s), new));
         }
-        let number = w.batch + 1;
         ops.push((
             keys::SEQ.to_vec(),
             Some(Bytes::copy_from_slice(&w.seq.to_be_bytes())),
         ));
         self.tree.apply(&ops);
-        w.batch = number;
         {
+            // Batch numbers are taken here, under `writer`, so they follow
+            // the order batches are applied in.
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.batch += 1;
+            let number = pending.batch;
             wal::encode(&mut pending.log, number, &ops);
             pending.dirty.extend(ops);
-            pending.batch = number;
         }
         for (k, v) in new_counts {
             w.counts.insert(k, v);
@@ -2101,14 +2099,7 @@ mod tests {
     fn report(outcome: Outcome) -> AttemptReport {
         AttemptReport {
             outcome,
-            duration_ms: 1,
-            module_sha256: "x".into(),
-            stdout: Bytes::new(),
-            stdout_truncated: false,
-            stderr: Bytes::new(),
-            stderr_truncated: false,
-            peak_memory_bytes: 0,
-            fuel_used: None,
+            ..AttemptReport::interrupted("", 1, "x".into())
         }
     }
 
@@ -2248,44 +2239,59 @@ mod tests {
         ids
     }
 
+    /// A store in `dir` that checkpoints every 4 KiB of log, with a handler.
+    async fn small_checkpoints(dir: &Path) -> SledStore {
+        let s =
+            SledStore::open(dir, small_checkpoint_config(), Arc::new(checkpoint_clock())).unwrap();
+        register(&s).await;
+        s
+    }
+
+    fn small_checkpoint_config() -> StoreConfig {
+        StoreConfig {
+            checkpoint_bytes: 4096,
+            ..StoreConfig::default()
+        }
+    }
+
+    fn checkpoint_clock() -> ManualClock {
+        ManualClock::new(Timestamp(1_800_000_000_000))
+    }
+
+    /// Drops `s`, reopens its directory and checks that every one of `ids`
+    /// is there, all ready.
+    async fn reopen_and_find(s: SledStore, dir: &Path, ids: &[MessageId]) {
+        drop(s);
+        let s =
+            SledStore::open(dir, small_checkpoint_config(), Arc::new(checkpoint_clock())).unwrap();
+        for id in ids {
+            s.message(*id).await.unwrap();
+        }
+        assert_eq!(
+            s.stats().await.unwrap().handlers[0].counts[&DeliveryState::Ready],
+            ids.len() as u64
+        );
+    }
+
     #[tokio::test]
     async fn checkpoints_bound_the_log_and_lose_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
-        let config = StoreConfig {
-            checkpoint_bytes: 4096,
-            ..StoreConfig::default()
-        };
-        let s = SledStore::open(dir.path(), config.clone(), Arc::new(clock.clone())).unwrap();
-        register(&s).await;
+        let s = small_checkpoints(dir.path()).await;
         let ids = enqueue_one_by_one(&s, 200).await;
         let logs = wal::files(&dir.path().join("wal")).unwrap();
         assert!(
             logs.len() <= 2,
             "old log files are deleted after a checkpoint: {logs:?}"
         );
-        drop(s);
-        let s = SledStore::open(dir.path(), config, Arc::new(clock)).unwrap();
-        for id in ids {
-            s.message(id).await.unwrap();
-        }
-        assert_eq!(
-            s.stats().await.unwrap().handlers[0].counts[&DeliveryState::Ready],
-            200
-        );
+        assert_eq!(ids.len(), 200);
+        reopen_and_find(s, dir.path(), &ids).await;
     }
 
     #[tokio::test]
     async fn a_failed_checkpoint_keeps_the_log_and_hands_its_writes_on() {
         let dir = tempfile::tempdir().unwrap();
         let wal_dir = dir.path().join("wal");
-        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
-        let config = StoreConfig {
-            checkpoint_bytes: 4096,
-            ..StoreConfig::default()
-        };
-        let s = SledStore::open(dir.path(), config.clone(), Arc::new(clock.clone())).unwrap();
-        register(&s).await;
+        let s = small_checkpoints(dir.path()).await;
         s.inject_checkpoint_fault(true);
         let mut ids = enqueue_one_by_one(&s, 200).await;
         assert!(
@@ -2307,14 +2313,7 @@ mod tests {
         );
         // Those files held the failed checkpoints' writes: they survive only
         // if the failures handed them on to the checkpoint that succeeded.
-        drop(s);
-        let s = SledStore::open(dir.path(), config, Arc::new(clock)).unwrap();
-        for id in &ids {
-            s.message(*id).await.unwrap();
-        }
-        assert_eq!(
-            s.stats().await.unwrap().handlers[0].counts[&DeliveryState::Ready],
-            400
-        );
+        assert_eq!(ids.len(), 400);
+        reopen_and_find(s, dir.path(), &ids).await;
     }
 }
