@@ -306,4 +306,32 @@ mod tests {
             .collect();
         assert_eq!(generations.len(), 1, "older generations are deleted");
     }
+
+    #[test]
+    fn a_generation_left_by_a_crashed_compaction_is_ignored_then_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let (image, _, _) = open(dir.path());
+            image.write(&dirty(&[("a", Some("1"))]), 1).expect("write");
+            // What a compaction that crashed before its switch leaves: pieces
+            // of the next generation, never named current.
+            let (generation, sequence) = {
+                let pos = image.state.lock().expect("lock");
+                (pos.generation + 1, pos.next)
+            };
+            let garbage = stream([(b"a".as_slice(), Some(b"stale".as_slice()))], 1);
+            image
+                .tree
+                .insert(segment_key(generation, sequence), garbage)
+                .expect("insert");
+        }
+        let (image, entries, _) = open(dir.path());
+        assert_eq!(entries.get(b"a".as_slice()), Some(&Bytes::from("1")));
+        // The next compaction (compact_min 1) replaces the leftover.
+        image.write(&dirty(&[("b", Some("2"))]), 2).expect("write");
+        drop(image);
+        let (_, entries, _) = open(dir.path());
+        assert_eq!(entries.get(b"a".as_slice()), Some(&Bytes::from("1")));
+        assert_eq!(entries.get(b"b".as_slice()), Some(&Bytes::from("2")));
+    }
 }

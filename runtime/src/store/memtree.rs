@@ -66,22 +66,19 @@ impl MemTree {
     /// Entries whose key starts with `prefix`, in key order.
     pub(super) fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Scan<'_> {
         let prefix = prefix.as_ref().to_vec();
-        Scan {
-            tree: self,
-            from: Bound::Included(prefix.clone()),
-            prefix,
-            buf: VecDeque::new(),
-            chunk: FIRST_CHUNK,
-            done: false,
-        }
+        self.scan(prefix.clone(), prefix)
     }
 
     /// Entries from `from` (inclusive) to the end, in key order.
     pub(super) fn range_from(&self, from: Vec<u8>) -> Scan<'_> {
+        self.scan(from, Vec::new())
+    }
+
+    fn scan(&self, from: Vec<u8>, prefix: Vec<u8>) -> Scan<'_> {
         Scan {
             tree: self,
             from: Bound::Included(from),
-            prefix: Vec::new(),
+            prefix,
             buf: VecDeque::new(),
             chunk: FIRST_CHUNK,
             done: false,
