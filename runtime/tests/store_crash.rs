@@ -39,8 +39,14 @@ const ROUNDS: usize = 15;
 const PRODUCERS: usize = 24;
 const CONSUMERS: usize = 8;
 
+/// Checkpoints every MiB of log, so kills also land in checkpoints and
+/// compactions, and reopens load images as well as replay logs.
 fn open(dir: &Path) -> SledStore {
-    SledStore::open(dir, StoreConfig::default(), Arc::new(SystemClock)).expect("open store")
+    let config = StoreConfig {
+        checkpoint_bytes: 1 << 20,
+        ..StoreConfig::default()
+    };
+    SledStore::open(dir, config, Arc::new(SystemClock)).expect("open store")
 }
 
 /// One acknowledged line on stdout, written and flushed as a whole.

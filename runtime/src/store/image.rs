@@ -17,16 +17,15 @@
 //! and deletes the older pieces. A crash before the switch leaves a partial
 //! generation that nothing reads; the next compaction deletes it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
-use super::{StoreError, StoreResult, wal};
-
-/// Writes waiting for a checkpoint: key → value (`None`: removed).
-pub(super) type Dirty = HashMap<Vec<u8>, Option<Bytes>>;
+use super::wal::{self, Dirty};
+use super::{StoreError, StoreResult};
 
 /// The image's entries as loaded.
 pub(super) type Entries = BTreeMap<Vec<u8>, Bytes>;
@@ -65,6 +64,8 @@ struct Position {
     base: u64,
     /// Bytes of pieces appended since.
     appended: u64,
+    /// Number of the last batch the image includes.
+    batch: u64,
 }
 
 /// A sled error as the store's error.
@@ -124,10 +125,24 @@ impl SledImage {
                 next,
                 base: bytes,
                 appended: 0,
+                batch,
             }),
             fault: AtomicBool::new(false),
         };
         Ok((image, entries, batch))
+    }
+
+    /// Adds what the log files of `dir` numbered below `below` hold beyond the
+    /// image (their batches numbered above its own) and makes it durable;
+    /// returns the number of keys written.
+    pub(super) fn write_log(&self, dir: &Path, below: u64) -> StoreResult<usize> {
+        let after = self.state.lock().unwrap_or_else(|p| p.into_inner()).batch;
+        let (net, last) = wal::net_writes(dir, below, after).map_err(StoreError::from_io)?;
+        if last == after {
+            return Ok(0);
+        }
+        self.write(&net, last)?;
+        Ok(net.len())
     }
 
     /// Writes `dirty` (every write of the batches up to `batch` not yet in the
@@ -152,6 +167,7 @@ impl SledImage {
         b.insert(META_BATCH, &batch.to_be_bytes());
         self.tree.apply_batch(b).map_err(sled_error)?;
         self.db.flush().map_err(sled_error)?;
+        pos.batch = batch;
         if pos.appended > pos.base.max(self.compact_min) {
             self.compact(&mut pos, batch)?;
         }
@@ -196,6 +212,7 @@ impl SledImage {
             next: sequence,
             base: bytes,
             appended: 0,
+            batch,
         };
         self.remove_segments(|g| g != generation)?;
         tracing::debug!(generation, bytes, "checkpoint image compacted");

@@ -49,15 +49,15 @@ impl MemTree {
     }
 
     /// Applies `ops` in order, atomically for readers.
-    pub(super) fn apply(&self, ops: &[Op]) {
+    pub(super) fn apply(&self, ops: impl IntoIterator<Item = Op>) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         for (k, v) in ops {
             match v {
                 Some(v) => {
-                    map.insert(k.clone(), v.clone());
+                    map.insert(k, v);
                 }
                 None => {
-                    map.remove(k.as_slice());
+                    map.remove(&k);
                 }
             }
         }
@@ -165,7 +165,7 @@ mod tests {
         let t = tree(&["a1", "a2"]);
         let mut scan = t.scan_prefix("a");
         assert_eq!(scan.next().map(|e| e.0), Some(b"a1".to_vec()));
-        t.apply(&[(b"a3".to_vec(), Some(Bytes::new())), (b"a2".to_vec(), None)]);
+        t.apply([(b"a3".to_vec(), Some(Bytes::new())), (b"a2".to_vec(), None)]);
         // The chunk holding a2 was copied before the write.
         assert_eq!(scan.next().map(|e| e.0), Some(b"a2".to_vec()));
         assert_eq!(t.get(b"a2"), None);

@@ -66,8 +66,8 @@ pub struct StoreConfig {
     pub max_headers: usize,
     /// Write-ahead log size that triggers a checkpoint (the changes since the
     /// last one written to the backend's own storage, then older log files
-    /// deleted). Default 64 MiB; bounds the replay at open and the writes
-    /// held in memory for the next checkpoint.
+    /// deleted). Default 64 MiB; bounds the replay at open and the log files
+    /// a checkpoint reads back.
     pub checkpoint_bytes: u64,
 }
 

@@ -19,9 +19,11 @@
 //!   covering it succeeded. That includes a duplicate enqueue: it waits until the
 //!   original is durable.
 //! - **Checkpoints.** When the log file passes `StoreConfig::checkpoint_bytes`,
-//!   the flusher starts a new file and a checkpoint thread writes the changes
-//!   since the previous checkpoint (the last write to each key) to sled's image
-//!   ([`super::image`]) as one atomic batch, and deletes the older log files.
+//!   the flusher starts a new file and a checkpoint thread reads the older
+//!   files back, writes their net changes (the last write to each key) to
+//!   sled's image ([`super::image`]) as one atomic batch, and deletes them.
+//!   Nothing but the log holds those changes meanwhile, so the only copy of
+//!   the store in memory is the image.
 //! - **Leases are not flushed on their own.** A lease lost in a crash only
 //!   means the delivery is ready again on restart (at-least-once); the attempt's
 //!   completion is flushed, and its flush carries the lease with it.
@@ -44,7 +46,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::image::{Dirty, SledImage, sled_error};
+use super::image::{SledImage, sled_error};
 use super::keys::{self, Key, u64_at, uuid_at};
 use super::memtree::MemTree;
 use super::wal;
@@ -109,11 +111,7 @@ struct Inner {
 struct Pending {
     /// Log records not yet written; taken by the flusher.
     log: Vec<u8>,
-    /// The last write to each key since the last checkpoint; taken by the next
-    /// one. Keyed, so a key rewritten many times (a delivery's record, a
-    /// count) costs memory and checkpoint work once.
-    dirty: Dirty,
-    /// Number of the last batch in `log` and `dirty`.
+    /// Number of the last batch applied.
     batch: u64,
 }
 
@@ -155,10 +153,11 @@ impl SledStore {
         std::fs::create_dir_all(&wal_dir).map_err(StoreError::from_io)?;
         let (image, entries, checkpointed) = SledImage::open(db, config.checkpoint_bytes)?;
         let tree = MemTree::from_entries(entries);
-        let (batch, replayed) = replay(checkpointed, &tree, &wal_dir)?;
+        let batch = replay(checkpointed, &tree, &wal_dir)?;
         let log = wal::LogFile::create_next(&wal_dir).map_err(StoreError::from_io)?;
-        if replayed.is_empty() {
-            // sled holds every batch in the older files.
+        if batch == checkpointed {
+            // sled holds every batch in the older files; otherwise they stay
+            // until the next checkpoint has written them to sled.
             log.delete_older().map_err(StoreError::from_io)?;
         }
         let mut counts = HashMap::new();
@@ -185,11 +184,8 @@ impl SledStore {
             handlers.insert(h.name.clone(), h);
         }
         let (ready, _) = watch::channel(0);
-        // Replayed writes are not in sled yet: the next checkpoint writes them
-        // (until then the files they came from are kept).
         let pending = Arc::new(Mutex::new(Pending {
             batch,
-            dirty: replayed,
             log: Vec::new(),
         }));
         let inner = Arc::new(Inner {
@@ -301,24 +297,22 @@ fn open_db(dir: &Path) -> StoreResult<sled::Db> {
 }
 
 /// Re-applies the log's batches that sled does not hold yet (see [`wal`]) to the
-/// image; returns the number of the last batch and the writes replayed.
-fn replay(checkpointed: u64, tree: &MemTree, wal_dir: &Path) -> StoreResult<(u64, Dirty)> {
+/// image; returns the number of the last batch.
+fn replay(checkpointed: u64, tree: &MemTree, wal_dir: &Path) -> StoreResult<u64> {
     let mut last = checkpointed;
-    let mut replayed = Dirty::new();
     let mut batches = 0;
-    for (number, ops) in wal::read_all(wal_dir).map_err(StoreError::from_io)? {
-        if number <= last {
-            continue;
+    wal::for_each(wal_dir, u64::MAX, |number, ops| {
+        if number > last {
+            tree.apply(ops);
+            last = number;
+            batches += 1;
         }
-        tree.apply(&ops);
-        replayed.extend(ops);
-        last = number;
-        batches += 1;
-    }
+    })
+    .map_err(StoreError::from_io)?;
     if batches > 0 {
         tracing::info!(batches, "replayed the write-ahead log");
     }
-    Ok((last, replayed))
+    Ok(last)
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -502,8 +496,8 @@ fn flush_loop(
                 if let Some(t) = checkpointing.take() {
                     let _ = t.join();
                 }
-                let (ops, number) = take_dirty(pending);
-                if let Err(e) = disk.write(&ops, number) {
+                let (dir, _) = log.position();
+                if let Err(e) = disk.write_log(&dir, u64::MAX) {
                     tracing::warn!(error = %e, "checkpoint on close failed; the log is kept");
                 }
                 break;
@@ -525,7 +519,7 @@ fn flush_loop(
             Ok(()) => {
                 carry.clear();
                 if log.len() > checkpoint_bytes {
-                    checkpoint(disk, &mut log, pending, &mut checkpointing);
+                    checkpoint(disk, &mut log, &mut checkpointing);
                 }
                 Ok(())
             }
@@ -556,32 +550,13 @@ fn flush_loop(
     }
 }
 
-/// Takes every write since the last checkpoint, with the number of the last
-/// batch they include.
-fn take_dirty(pending: &Mutex<Pending>) -> (Dirty, u64) {
-    let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
-    (std::mem::take(&mut p.dirty), p.batch)
-}
-
-/// Puts back the writes of a failed checkpoint, before any newer ones, so the
-/// next checkpoint makes them.
-fn restore_dirty(pending: &Mutex<Pending>, mut older: Dirty) {
-    let mut p = pending.lock().unwrap_or_else(|p| p.into_inner());
-    older.extend(std::mem::take(&mut p.dirty));
-    p.dirty = older;
-}
-
-/// Moves to a new log file, then writes the changes since the last checkpoint
-/// to sled and drops the older log files on a thread of its own, so appends to
-/// the new file never wait for sled. One checkpoint at a time; a failure keeps
-/// the old files and hands its changes to the next checkpoint, so nothing is
-/// lost.
-fn checkpoint(
-    disk: &Arc<SledImage>,
-    log: &mut wal::LogFile,
-    pending: &Arc<Mutex<Pending>>,
-    running: &mut Option<JoinHandle<()>>,
-) {
+/// Moves to a new log file, then, on a thread of its own so appends to the new
+/// file never wait for sled, writes the net changes of the older files to
+/// sled and deletes them. The changes are read back from those files rather
+/// than kept in memory since the last checkpoint. One checkpoint at a time; a
+/// failure keeps the files, so the next checkpoint reads them again and
+/// nothing is lost.
+fn checkpoint(disk: &Arc<SledImage>, log: &mut wal::LogFile, running: &mut Option<JoinHandle<()>>) {
     if running.as_ref().is_some_and(|t| !t.is_finished()) {
         return;
     }
@@ -594,20 +569,19 @@ fn checkpoint(
     };
     let (dir, number) = next.position();
     *log = next;
-    let (disk, pending) = (Arc::clone(disk), Arc::clone(pending));
+    let disk = Arc::clone(disk);
     let spawned = std::thread::Builder::new()
         .name("sluice-checkpoint".into())
         .spawn(move || {
-            // Taken after the move to the new file, so these writes cover
-            // every batch in the files it deletes.
-            let (ops, batch) = take_dirty(&pending);
             let started = std::time::Instant::now();
-            if let Err(e) = disk.write(&ops, batch) {
-                tracing::warn!(error = %e, "checkpoint: sled write failed; keeping the log");
-                return restore_dirty(&pending, ops);
-            }
+            let keys = match disk.write_log(&dir, number) {
+                Ok(keys) => keys,
+                Err(e) => {
+                    return tracing::warn!(error = %e, "checkpoint: sled write failed; keeping the log");
+                }
+            };
             tracing::debug!(
-                keys = ops.len(),
+                keys,
                 ms = started.elapsed().as_millis() as u64,
                 "checkpoint written to sled"
             );
@@ -756,7 +730,6 @@ impl Inner {
             keys::SEQ.to_vec(),
             Some(Bytes::copy_from_slice(&w.seq.to_be_bytes())),
         ));
-        self.tree.apply(&ops);
         {
             // Batch numbers are taken here, under `writer`, so they follow
             // the order batches are applied in.
@@ -764,8 +737,8 @@ impl Inner {
             pending.batch += 1;
             let number = pending.batch;
             wal::encode(&mut pending.log, number, &ops);
-            pending.dirty.extend(ops);
         }
+        self.tree.apply(ops);
         for (k, v) in new_counts {
             w.counts.insert(k, v);
         }

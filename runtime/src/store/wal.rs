@@ -19,6 +19,7 @@
 //! `len: u32 | crc32(body): u32 | body`, where body is
 //! `batch number: u64 | ops: u32 | (kind: u8 (1 set, 0 remove) | key len: u32 | key | [value len: u32 | value])*`.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,9 @@ use super::memtree::Op;
 
 /// One batch of blind writes.
 pub(super) type Ops = Vec<Op>;
+
+/// Net writes: key → value (`None`: removed).
+pub(super) type Dirty = HashMap<Vec<u8>, Option<Bytes>>;
 
 /// Appends one record for batch `number` to `buf`.
 pub(super) fn encode(buf: &mut Vec<u8>, number: u64, ops: &[Op]) {
@@ -133,16 +137,33 @@ pub(super) fn files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads every record of every log file in `dir`, oldest first.
-pub(super) fn read_all(dir: &Path) -> io::Result<Vec<(u64, Ops)>> {
-    let mut out = Vec::new();
-    for (_, path) in files(dir)? {
+/// Calls `each` with every record of the log files of `dir` numbered below
+/// `below`, oldest first, one file in memory at a time.
+pub(super) fn for_each(dir: &Path, below: u64, mut each: impl FnMut(u64, Ops)) -> io::Result<()> {
+    for (_, path) in files(dir)?.into_iter().filter(|(n, _)| *n < below) {
         let mut data = Vec::new();
         File::open(&path)?.read_to_end(&mut data)?;
-        let (records, _valid) = decode(&data);
-        out.extend(records);
+        for (number, ops) in decode(&data).0 {
+            each(number, ops);
+        }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The last write to each key in the batches numbered above `after` in the
+/// log files of `dir` numbered below `below`, and the number of the last such
+/// batch (`after` if there is none): what a checkpoint adds to an image that
+/// holds the batches up to `after`.
+pub(super) fn net_writes(dir: &Path, below: u64, after: u64) -> io::Result<(Dirty, u64)> {
+    let mut net = Dirty::new();
+    let mut last = after;
+    for_each(dir, below, |number, ops| {
+        if number > after {
+            net.extend(ops);
+            last = last.max(number);
+        }
+    })?;
+    Ok((net, last))
 }
 
 /// Why an append failed.
