@@ -22,9 +22,12 @@ pub(super) type Entry = (Vec<u8>, Bytes);
 pub(super) type Op = (Vec<u8>, Option<Bytes>);
 
 /// An ordered map of byte keys to byte values, shared by readers and the writer.
+///
+/// The whole store lives here, so entries are kept tight: keys as exact-size
+/// boxed slices, values as given (see `Txn::put`, which sizes them exactly).
 #[derive(Debug, Default)]
 pub(super) struct MemTree {
-    map: RwLock<BTreeMap<Vec<u8>, Bytes>>,
+    map: RwLock<BTreeMap<Box<[u8]>, Bytes>>,
 }
 
 /// First chunk of a scan; chunks double up to [`MAX_CHUNK`], so a scan that
@@ -36,7 +39,12 @@ impl MemTree {
     /// A tree holding `entries`.
     pub(super) fn from_entries(entries: impl IntoIterator<Item = Entry>) -> MemTree {
         MemTree {
-            map: RwLock::new(entries.into_iter().collect()),
+            map: RwLock::new(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.into_boxed_slice(), v))
+                    .collect(),
+            ),
         }
     }
 
@@ -54,10 +62,10 @@ impl MemTree {
         for (k, v) in ops {
             match v {
                 Some(v) => {
-                    map.insert(k, v);
+                    map.insert(k.into_boxed_slice(), v);
                 }
                 None => {
-                    map.remove(&k);
+                    map.remove(k.as_slice());
                 }
             }
         }
@@ -110,7 +118,7 @@ impl Scan<'_> {
             if !k.starts_with(&self.prefix) || self.buf.len() == self.chunk {
                 break;
             }
-            self.buf.push_back((k.clone(), v.clone()));
+            self.buf.push_back((k.to_vec(), v.clone()));
         }
         drop(map);
         self.done = self.buf.len() < self.chunk;

@@ -373,8 +373,11 @@ impl<'a> Txn<'a> {
         }
     }
 
+    /// Sets `k`. The value is stored at its exact size (an encoder's spare
+    /// capacity would otherwise stay allocated as long as the key lives).
     fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
-        self.overlay.insert(k, Some(Bytes::from(v)));
+        self.overlay
+            .insert(k, Some(Bytes::from(v.into_boxed_slice())));
     }
 
     fn del(&mut self, k: Vec<u8>) {
