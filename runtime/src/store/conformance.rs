@@ -194,6 +194,7 @@ macro_rules! store_conformance_tests {
             remove_handler_drops_its_deliveries,
             stats_count_every_state,
             ready_signal_wakes_on_enqueue,
+            handlers_signal_wakes_on_handler_changes,
             group_commit_shares_flushes,
             acknowledged_state_survives_restart,
             leases_are_released_on_open,
@@ -1940,6 +1941,23 @@ pub mod cases {
         assert_eq!(h.oldest_ready_at, Some(oldest));
         assert_eq!(st.topic_depth.get("t"), Some(&7));
         assert_eq!(h.topic, "t");
+    }
+
+    /// The handlers signal changes with every handler change, not with traffic.
+    pub async fn handlers_signal_wakes_on_handler_changes<H: Harness>(cx: Ctx<H>) {
+        let s = cx.store();
+        let mut rx = s.handlers_signal();
+        rx.borrow_and_update();
+        handler(s, "h", "t").await;
+        assert!(rx.has_changed().unwrap(), "registration signals");
+        rx.borrow_and_update();
+        enqueue1(s, msg("t", "x")).await;
+        assert!(!rx.has_changed().unwrap(), "an enqueue does not");
+        s.set_paused("h", true).await.unwrap();
+        assert!(rx.has_changed().unwrap(), "a pause signals");
+        rx.borrow_and_update();
+        s.remove_handler("h").await.unwrap();
+        assert!(rx.has_changed().unwrap(), "a removal signals");
     }
 
     /// The ready signal changes when a delivery becomes ready.

@@ -154,6 +154,9 @@ impl SledImage {
             )));
         }
         let mut pos = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // Net writes into an empty generation are already its net content:
+        // they become its base instead of triggering a compaction at once.
+        let first = pos.base == 0 && pos.appended == 0;
         let mut b = sled::Batch::default();
         let bytes = stream(
             dirty.iter().map(|(k, v)| (k.as_slice(), v.as_deref())),
@@ -168,6 +171,9 @@ impl SledImage {
         self.tree.apply_batch(b).map_err(sled_error)?;
         self.db.flush().map_err(sled_error)?;
         pos.batch = batch;
+        if first {
+            pos.base = std::mem::take(&mut pos.appended);
+        }
         if pos.appended > pos.base.max(self.compact_min) {
             self.compact(&mut pos, batch)?;
         }
@@ -302,6 +308,11 @@ mod tests {
                 .write(&dirty(&[("a", None), ("c", Some("3"))]), 5)
                 .expect("write");
             image.write(&dirty(&[("b", Some("4"))]), 9).expect("write");
+            assert_eq!(
+                image.state.lock().expect("lock").generation,
+                1,
+                "the first write is the base; the third outgrows it and compacts"
+            );
         }
         let (image, entries, batch) = open(dir.path());
         assert_eq!(batch, 9);
@@ -343,12 +354,17 @@ mod tests {
                 .expect("insert");
         }
         let (image, entries, _) = open(dir.path());
+        let generation = image.state.lock().expect("lock").generation + 1;
         assert_eq!(entries.get(b"a".as_slice()), Some(&Bytes::from("1")));
-        // The next compaction (compact_min 1) replaces the leftover.
+        // The next compaction (compact_min 1: once the appended pieces
+        // outgrow the first write's) replaces the leftover.
         image.write(&dirty(&[("b", Some("2"))]), 2).expect("write");
+        image.write(&dirty(&[("c", Some("3"))]), 3).expect("write");
+        assert_eq!(image.state.lock().expect("lock").generation, generation);
         drop(image);
         let (_, entries, _) = open(dir.path());
         assert_eq!(entries.get(b"a".as_slice()), Some(&Bytes::from("1")));
         assert_eq!(entries.get(b"b".as_slice()), Some(&Bytes::from("2")));
+        assert_eq!(entries.get(b"c".as_slice()), Some(&Bytes::from("3")));
     }
 }

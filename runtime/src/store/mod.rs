@@ -545,6 +545,10 @@ pub trait Store: Send + Sync + 'static {
     /// Wakes when deliveries may have become ready (enqueue, completion, promotion,
     /// rescue). Producers wait on this instead of polling.
     fn ready_signal(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Wakes when a handler is registered, updated, paused, resumed or removed,
+    /// so the runner starts a new handler's producer at once rather than at
+    /// its next poll.
+    fn handlers_signal(&self) -> tokio::sync::watch::Receiver<u64>;
 
     // ---- the DLQ and replay ----
 

@@ -104,6 +104,8 @@ struct Inner {
     /// Applied batches not yet logged or checkpointed; appended under `writer`.
     pending: Arc<Mutex<Pending>>,
     ready: watch::Sender<u64>,
+    /// Bumped whenever a handler is registered, changed or removed.
+    handlers_changed: watch::Sender<u64>,
 }
 
 /// What the flusher and the checkpoint take from the writers.
@@ -184,6 +186,7 @@ impl SledStore {
             handlers.insert(h.name.clone(), h);
         }
         let (ready, _) = watch::channel(0);
+        let (handlers_changed, _) = watch::channel(0);
         let pending = Arc::new(Mutex::new(Pending {
             batch,
             log: Vec::new(),
@@ -202,6 +205,7 @@ impl SledStore {
             }),
             handlers: RwLock::new(handlers),
             ready,
+            handlers_changed,
         });
         let store = SledStore { inner };
         store.release_all_leases()?;
@@ -576,6 +580,7 @@ fn checkpoint(disk: &Arc<SledImage>, log: &mut wal::LogFile, running: &mut Optio
     let spawned = std::thread::Builder::new()
         .name("sluice-checkpoint".into())
         .spawn(move || {
+            lower_priority();
             let started = std::time::Instant::now();
             let keys = match disk.write_log(&dir, number) {
                 Ok(keys) => keys,
@@ -595,6 +600,16 @@ fn checkpoint(disk: &Arc<SledImage>, log: &mut wal::LogFile, running: &mut Optio
     match spawned {
         Ok(t) => *running = Some(t),
         Err(e) => tracing::warn!(error = %e, "checkpoint: cannot start its thread"),
+    }
+}
+
+/// Gives the calling thread the lowest CPU priority (nice 19; per thread on
+/// Linux): a checkpoint only bounds replay time, so it yields the cores to
+/// attempts and to the flusher instead of stretching their latency.
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
+        tracing::debug!(error = %e, "checkpoint: cannot lower the thread's priority");
     }
 }
 
@@ -702,6 +717,18 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner())
             .get(handler)
             .map(|h| h.policy.clone())
+    }
+
+    /// Replaces (or with `None` removes) a handler's cached record, after its
+    /// batch is committed, and signals the change.
+    fn set_handler(&self, name: &str, record: Option<HandlerRecord>) {
+        let mut handlers = self.handlers.write().unwrap_or_else(|p| p.into_inner());
+        match record {
+            Some(record) => handlers.insert(name.to_string(), record),
+            None => handlers.remove(name),
+        };
+        drop(handlers);
+        self.handlers_changed.send_modify(|n| *n += 1);
     }
 
     fn handler_record(&self, name: &str) -> StoreResult<HandlerRecord> {
@@ -1390,11 +1417,7 @@ impl Store for SledStore {
             );
             txn.put(Key::new(keys::TOPIC).name(&spec.topic).build(), Vec::new());
             inner.commit(&mut w, txn)?;
-            inner
-                .handlers
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(spec.name, record.clone());
+            inner.set_handler(&spec.name, Some(record.clone()));
             record
         };
         inner.flusher.durable().await?;
@@ -1438,11 +1461,7 @@ impl Store for SledStore {
             );
             txn.woke = !paused;
             inner.commit(&mut w, txn)?;
-            inner
-                .handlers
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(name.to_string(), record.clone());
+            inner.set_handler(name, Some(record.clone()));
             record
         };
         inner.flusher.durable().await?;
@@ -1457,11 +1476,7 @@ impl Store for SledStore {
             let mut txn = Txn::new(&inner.tree);
             txn.del(Key::new(keys::HANDLER).raw(name.as_bytes()).build());
             inner.commit(&mut w, txn)?;
-            inner
-                .handlers
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(name);
+            inner.set_handler(name, None);
         }
         // No new deliveries reach it now; delete the existing ones in chunks so
         // the queue keeps moving meanwhile.
@@ -1682,6 +1697,10 @@ impl Store for SledStore {
 
     fn ready_signal(&self) -> watch::Receiver<u64> {
         self.inner.ready.subscribe()
+    }
+
+    fn handlers_signal(&self) -> watch::Receiver<u64> {
+        self.inner.handlers_changed.subscribe()
     }
 
     async fn replay_dead(&self, id: DeliveryId) -> StoreResult<()> {

@@ -46,7 +46,8 @@ pub struct RunnerConfig {
     pub rescue_interval: Duration,
     /// How often retention and the idempotency window are pruned. Default 60 s.
     pub prune_interval: Duration,
-    /// How often the set of handlers is re-read. Default 200 ms.
+    /// How often the set of handlers is re-read besides whenever the store's
+    /// handlers signal changes (a fallback). Default 1 s.
     pub handler_interval: Duration,
 }
 
@@ -57,7 +58,7 @@ impl Default for RunnerConfig {
             promote_interval: Duration::from_millis(10),
             rescue_interval: Duration::from_secs(1),
             prune_interval: Duration::from_secs(60),
-            handler_interval: Duration::from_millis(200),
+            handler_interval: Duration::from_secs(1),
         }
     }
 }
@@ -182,7 +183,9 @@ async fn supervise(ctx: Arc<Context>) {
     let mut producers: JoinSet<String> = JoinSet::new();
     let mut running: HashSet<String> = HashSet::new();
     let mut stopping = ctx.stopping();
+    let mut changed = ctx.store.handlers_signal();
     loop {
+        changed.borrow_and_update();
         match ctx.store.handlers().await {
             Ok(handlers) => {
                 for h in handlers {
@@ -199,6 +202,7 @@ async fn supervise(ctx: Arc<Context>) {
             }
         }
         tokio::select! {
+            _ = changed.changed() => {}
             _ = tokio::time::sleep(ctx.config.handler_interval) => {}
             _ = stopping.wait_for(|s| *s) => break,
         }
