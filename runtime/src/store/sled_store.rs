@@ -33,6 +33,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -106,6 +107,8 @@ struct Inner {
     ready: watch::Sender<u64>,
     /// Bumped whenever a handler is registered, changed or removed.
     handlers_changed: watch::Sender<u64>,
+    /// Deliveries in the leased state, over all handlers (for the flusher).
+    in_flight: Arc<AtomicU64>,
 }
 
 /// What the flusher and the checkpoint take from the writers.
@@ -191,8 +194,20 @@ impl SledStore {
             batch,
             log: Vec::new(),
         }));
+        let leased = counts
+            .iter()
+            .filter(|((_, s), _)| *s == DeliveryState::Leased)
+            .map(|(_, n)| *n)
+            .sum();
+        let in_flight = Arc::new(AtomicU64::new(leased));
+        let settings = FlushSettings {
+            checkpoint_bytes: config.checkpoint_bytes,
+            window: config.group_commit_window,
+            in_flight: in_flight.clone(),
+        };
         let inner = Arc::new(Inner {
-            flusher: Flusher::start(image, log, pending.clone(), config.checkpoint_bytes),
+            flusher: Flusher::start(image, log, pending.clone(), settings),
+            in_flight,
             pending,
             tree,
             config,
@@ -470,6 +485,18 @@ struct Flusher {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The checkpoint store (shared with the flusher thread, for fault tests).
     image: Arc<SledImage>,
+    /// The flusher's count of running attempts.
+    in_flight: Arc<AtomicU64>,
+}
+
+/// What the flusher goes by besides the log.
+struct FlushSettings {
+    /// Log file size that starts a checkpoint.
+    checkpoint_bytes: u64,
+    /// Longest wait for running attempts' outcomes to join a flush.
+    window: Duration,
+    /// Deliveries leased and not yet settled (attempts running).
+    in_flight: Arc<AtomicU64>,
 }
 
 /// The flusher: waits for someone to need durability, writes every buffered
@@ -481,7 +508,7 @@ fn flush_loop(
     disk: &Arc<SledImage>,
     mut log: wal::LogFile,
     pending: &Arc<Mutex<Pending>>,
-    checkpoint_bytes: u64,
+    settings: &FlushSettings,
 ) {
     // Bytes not yet written (a failed write is retried before anything newer).
     let mut carry: Vec<u8> = Vec::new();
@@ -493,6 +520,19 @@ fn flush_loop(
             let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
             while !s.pending && !s.stop {
                 s = cv.wait(s).unwrap_or_else(|p| p.into_inner());
+            }
+            // Gather: while attempts are running, their outcomes will want a
+            // flush soon; wait for them (each waiter notifies) up to the window.
+            let until = std::time::Instant::now() + settings.window;
+            while s.pending && !s.stop && settings.in_flight.load(Ordering::Relaxed) > 0 {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                s = cv
+                    .wait_timeout(s, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
             if !s.pending {
                 // Stopping: write what is left and leave sled up to date, so a
@@ -525,7 +565,7 @@ fn flush_loop(
         let result = match result {
             Ok(()) => {
                 carry.clear();
-                if log.len() > checkpoint_bytes {
+                if log.len() > settings.checkpoint_bytes {
                     checkpoint(disk, &mut log, &mut checkpointing);
                 }
                 Ok(())
@@ -619,7 +659,7 @@ impl Flusher {
         disk: SledImage,
         log: wal::LogFile,
         pending: Arc<Mutex<Pending>>,
-        checkpoint_bytes: u64,
+        settings: FlushSettings,
     ) -> Flusher {
         let state = Arc::new((
             Mutex::new(FlushState {
@@ -633,21 +673,14 @@ impl Flusher {
         let (done, _) = watch::channel(FlushDone::default());
         let fault: Arc<Mutex<Option<std::io::ErrorKind>>> = Arc::default();
         let image = Arc::new(disk);
+        let in_flight = settings.in_flight.clone();
         let thread = {
             let (state, done, fault) = (state.clone(), done.clone(), fault.clone());
             let disk = Arc::clone(&image);
             std::thread::Builder::new()
                 .name("sluice-flusher".into())
                 .spawn(move || {
-                    flush_loop(
-                        &state,
-                        &done,
-                        &fault,
-                        &disk,
-                        log,
-                        &pending,
-                        checkpoint_bytes,
-                    );
+                    flush_loop(&state, &done, &fault, &disk, log, &pending, &settings);
                 })
                 .expect("spawn flusher thread")
         };
@@ -657,6 +690,7 @@ impl Flusher {
             done,
             thread: Mutex::new(Some(thread)),
             image,
+            in_flight,
         }
     }
 
@@ -669,9 +703,14 @@ impl Flusher {
             if s.stop {
                 return Err(StoreError::Closed);
             }
+            // A flusher gathering for running attempts needs waking only
+            // when the last one has reported; otherwise its window ends it.
+            let wake = !s.pending || self.in_flight.load(Ordering::Relaxed) == 0;
             s.pending = true;
             s.waiters += 1;
-            cv.notify_one();
+            if wake {
+                cv.notify_one();
+            }
             s.next
         };
         let done = rx
@@ -750,6 +789,10 @@ impl Inner {
             }
             let old = w.counts.get(&(h.clone(), s)).copied().unwrap_or(0);
             let new = (old as i64 + delta).max(0) as u64;
+            if s == DeliveryState::Leased {
+                self.in_flight
+                    .fetch_add(new.wrapping_sub(old), Ordering::Relaxed);
+            }
             ops.push((
                 Key::new(keys::COUNT).name(&h).byte(s as u8).build(),
                 Some(Bytes::copy_from_slice(&new.to_be_bytes())),
