@@ -320,7 +320,7 @@ mod tests {
             .expect("metadata")
             .len();
         assert!(
-            size > log.len() && size % PREALLOCATE == 0,
+            size > log.len() && size.is_multiple_of(PREALLOCATE),
             "zero-filled ahead"
         );
         let mut read = Vec::new();
