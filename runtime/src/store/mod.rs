@@ -33,6 +33,7 @@ use crate::names::NameError;
 use crate::outcome::Outcome;
 use crate::policy::{Disposition, HandlerPolicy, PolicyError};
 
+mod attempt_codec;
 pub mod conformance;
 mod image;
 mod keys;

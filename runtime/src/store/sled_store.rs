@@ -47,6 +47,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::attempt_codec;
 use super::image::{SledImage, sled_error};
 use super::keys::{self, Key, u64_at, uuid_at};
 use super::memtree::MemTree;
@@ -995,7 +996,7 @@ impl Inner {
             .u32(rec.attempt_records)
             .build();
         let mut attempt: AttemptRecord = match txn.get(&key)? {
-            Some(v) => decode_json(&v)?,
+            Some(v) => attempt_codec::decode(&v)?,
             None => AttemptRecord {
                 number: rec.attempt,
                 round: rec.round,
@@ -1006,7 +1007,7 @@ impl Inner {
         };
         attempt.finished_at = Some(now);
         attempt.report = Some(report);
-        txn.put(key, encode_json(&attempt)?);
+        txn.put(key, attempt_codec::encode(&attempt)?);
         if let Some((_, expires)) = rec.lease.take() {
             txn.del(Key::new(keys::LEASED).time(expires).id(rec.id).build());
         }
@@ -1031,7 +1032,7 @@ impl Inner {
             .u32(rec.attempt_records)
             .build();
         let started = match txn.get(&key)? {
-            Some(v) => decode_json::<AttemptRecord>(&v)?.started_at,
+            Some(v) => attempt_codec::decode(&v)?.started_at,
             None => now,
         };
         let report = AttemptReport::interrupted(
@@ -1313,7 +1314,7 @@ impl Inner {
             .scan_prefix(Key::new(keys::ATTEMPT).id(rec.id).build())
         {
             let (_, v) = kv;
-            attempts.push(decode_json(&v)?);
+            attempts.push(attempt_codec::decode(&v)?);
         }
         Ok(DeliveryStatus {
             id: rec.id,
@@ -1398,9 +1399,7 @@ impl Inner {
                             .build(),
                     );
                     let last_kind = match last {
-                        Some(v) => decode_json::<AttemptRecord>(&v)?
-                            .report
-                            .map(|r| r.outcome.kind()),
+                        Some(v) => attempt_codec::decode(&v)?.report.map(|r| r.outcome.kind()),
                         None => None,
                     };
                     if last_kind != Some(kind.as_str()) {
@@ -1625,7 +1624,7 @@ impl Store for SledStore {
                     .id(id)
                     .u32(rec.attempt_records)
                     .build(),
-                encode_json(&attempt)?,
+                attempt_codec::encode(&attempt)?,
             );
             txn.put_delivery(&rec)?;
             let message = txn.message(rec.message_id)?;

@@ -1,0 +1,163 @@
+//! The stored form of attempt records: compact binary, not JSON.
+//!
+//! Attempts are the store's most numerous values after messages (one per
+//! lease, rewritten at its outcome), and all of them stay in memory
+//! (`memtree`). As JSON an `ok` attempt took ~330 bytes (field names, the
+//! captured output as arrays of numbers) and its encode and decode showed up
+//! in the drain's profile; as postcard it takes about a third of that.
+//!
+//! Format: [`BINARY`] then postcard of [`Stored`]. The outcome inside is JSON:
+//! its serde form is internally tagged (the API's shape), which postcard
+//! cannot read back, and it is a few bytes for the common outcomes. Records
+//! written by earlier versions are JSON objects (first byte `{`) and are
+//! still read.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{AttemptRecord, AttemptReport, StoreError, StoreResult};
+use crate::clock::Timestamp;
+
+/// First byte of a binary record (a JSON record starts with `{`).
+const BINARY: u8 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    number: u32,
+    round: u32,
+    started_at: Timestamp,
+    finished_at: Option<Timestamp>,
+    report: Option<StoredReport>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredReport {
+    /// JSON of the [`crate::outcome::Outcome`].
+    outcome: Bytes,
+    duration_ms: u64,
+    module_sha256: String,
+    stdout: Bytes,
+    stdout_truncated: bool,
+    stderr: Bytes,
+    stderr_truncated: bool,
+    peak_memory_bytes: u64,
+    fuel_used: Option<u64>,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("malformed attempt record: {e}"))
+}
+
+/// The stored bytes of `a`.
+pub(super) fn encode(a: &AttemptRecord) -> StoreResult<Vec<u8>> {
+    let report = match &a.report {
+        None => None,
+        Some(r) => Some(StoredReport {
+            outcome: Bytes::from(serde_json::to_vec(&r.outcome).map_err(corrupt)?),
+            duration_ms: r.duration_ms,
+            module_sha256: r.module_sha256.clone(),
+            stdout: r.stdout.clone(),
+            stdout_truncated: r.stdout_truncated,
+            stderr: r.stderr.clone(),
+            stderr_truncated: r.stderr_truncated,
+            peak_memory_bytes: r.peak_memory_bytes,
+            fuel_used: r.fuel_used,
+        }),
+    };
+    let stored = Stored {
+        number: a.number,
+        round: a.round,
+        started_at: a.started_at,
+        finished_at: a.finished_at,
+        report,
+    };
+    let mut out = vec![BINARY];
+    postcard::to_io(&stored, &mut out).map_err(corrupt)?;
+    Ok(out)
+}
+
+/// The record stored as `b`, binary or (from older versions) JSON.
+pub(super) fn decode(b: &[u8]) -> StoreResult<AttemptRecord> {
+    let Some((&BINARY, body)) = b.split_first() else {
+        return serde_json::from_slice(b).map_err(corrupt);
+    };
+    let s: Stored = postcard::from_bytes(body).map_err(corrupt)?;
+    let report = match s.report {
+        None => None,
+        Some(r) => Some(AttemptReport {
+            outcome: serde_json::from_slice(&r.outcome).map_err(corrupt)?,
+            duration_ms: r.duration_ms,
+            module_sha256: r.module_sha256,
+            stdout: r.stdout,
+            stdout_truncated: r.stdout_truncated,
+            stderr: r.stderr,
+            stderr_truncated: r.stderr_truncated,
+            peak_memory_bytes: r.peak_memory_bytes,
+            fuel_used: r.fuel_used,
+        }),
+    };
+    Ok(AttemptRecord {
+        number: s.number,
+        round: s.round,
+        started_at: s.started_at,
+        finished_at: s.finished_at,
+        report,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Outcome;
+
+    fn record(outcome: Outcome) -> AttemptRecord {
+        AttemptRecord {
+            number: 2,
+            round: 1,
+            started_at: Timestamp(1_700_000_000_000),
+            finished_at: Some(Timestamp(1_700_000_000_120)),
+            report: Some(AttemptReport {
+                outcome,
+                duration_ms: 120,
+                module_sha256: "ab".repeat(32),
+                stdout: Bytes::from_static(b"out\n"),
+                stdout_truncated: true,
+                stderr: Bytes::from_static(b"err\n"),
+                stderr_truncated: false,
+                peak_memory_bytes: 1 << 20,
+                fuel_used: Some(42),
+            }),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_smaller_than_json_and_old_json_still_reads() {
+        let trap = Outcome::Trap {
+            trap: "unreachable".into(),
+            message: "wasm trap".into(),
+            backtrace: "0: f".into(),
+        };
+        for a in [
+            record(Outcome::Ok),
+            record(trap),
+            AttemptRecord {
+                report: None,
+                finished_at: None,
+                ..record(Outcome::Ok)
+            },
+        ] {
+            let bytes = encode(&a).expect("encode");
+            assert_eq!(decode(&bytes).expect("decode"), a);
+            let json = serde_json::to_vec(&a).expect("json");
+            assert!(
+                bytes.len() * 2 < json.len(),
+                "{} vs {}",
+                bytes.len(),
+                json.len()
+            );
+            assert_eq!(decode(&json).expect("json decode"), a, "older records");
+        }
+        assert!(decode(&[BINARY, 0xff]).is_err());
+        assert!(decode(b"").is_err());
+    }
+}
