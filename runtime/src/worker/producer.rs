@@ -19,6 +19,14 @@ pub async fn run(ctx: Arc<Context>, handler: String) -> String {
     let mut attempts = JoinSet::new();
     let mut ready = ctx.store.ready_signal();
     let mut stopping = ctx.stopping();
+    // Compile (or load from the cache) the module now, paused or not, so the
+    // first event does not wait for it; a failure here is logged and met
+    // again, as an interrupted attempt, by the first event.
+    if let Ok(record) = ctx.store.handler(&handler).await
+        && let Err(e) = ctx.module(&record).await
+    {
+        tracing::warn!(%handler, error = %e, "cannot load the handler's module");
+    }
     loop {
         if *stopping.borrow() {
             break;
