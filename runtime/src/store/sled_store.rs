@@ -2122,6 +2122,49 @@ mod tests {
     use crate::outcome::Outcome;
 
     /// Registers handler `h` on topic `t`.
+    /// While attempts run, a flush waits for their outcomes (up to the
+    /// window, here far longer than the test): eight concurrent completions
+    /// share one fsync. With nothing in flight nothing waits, or the enqueues
+    /// before would take the whole window.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flushes_gather_the_outcomes_of_running_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+        let config = StoreConfig {
+            group_commit_window: Duration::from_secs(600),
+            ..StoreConfig::default()
+        };
+        let s = SledStore::open(dir.path(), config, Arc::new(clock.clone())).unwrap();
+        register(&s).await;
+        for i in 0..8 {
+            let m = NewMessage {
+                topic: "t".into(),
+                payload: Bytes::from(format!("{i}")),
+                ..Default::default()
+            };
+            s.enqueue(vec![m]).await.unwrap();
+        }
+        let leased = s.lease("h", 8).await.unwrap();
+        assert_eq!(leased.len(), 8);
+        let before = s.stats().await.unwrap().flushes;
+        let tasks: Vec<_> = leased
+            .into_iter()
+            .map(|l| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.complete(&l.lease, report(Outcome::Ok), Vec::new())
+                        .await
+                        .unwrap();
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let flushes = s.stats().await.unwrap().flushes - before;
+        assert_eq!(flushes, 1, "eight outcomes, one fsync");
+    }
+
     async fn register(s: &SledStore) {
         let spec = HandlerSpec {
             name: "h".into(),

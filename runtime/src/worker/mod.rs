@@ -2,9 +2,10 @@
 //!
 //! The life of a delivery is three single-purpose parts that pass data, not
 //! control (after River):
-//! - [`producer`]: one per handler; leases ready deliveries, never more than its
-//!   free slots (`concurrency` minus attempts in flight), and wakes on the
-//!   store's ready signal instead of polling.
+//! - [`producer`]: one per handler, started when the store's handlers signal
+//!   announces it; loads the module at once, leases ready deliveries, never
+//!   more than its free slots (`concurrency` minus attempts in flight), and
+//!   wakes on the store's ready signal instead of polling.
 //! - [`executor`]: runs exactly one attempt in the sandbox and turns whatever
 //!   happened into an [`AttemptReport`] plus outbox messages.
 //! - [`completer`]: makes the outcome durable (complete with the outbox, retry
