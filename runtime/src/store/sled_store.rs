@@ -19,9 +19,9 @@
 //!   covering it succeeded. That includes a duplicate enqueue: it waits until the
 //!   original is durable.
 //! - **Checkpoints.** When the log file passes `StoreConfig::checkpoint_bytes`,
-//!   the flusher starts a new file and a checkpoint thread reads the older
-//!   files back, writes their net changes (the last write to each key) to
-//!   sled's image ([`super::image`]) as one atomic batch, and deletes them.
+//!   the flusher starts a new file and a checkpoint thread copies the older
+//!   files' records (those sled lacks) into sled's image ([`super::image`]) as
+//!   one atomic batch, and deletes the files.
 //!   Nothing but the log holds those changes meanwhile, so the only copy of
 //!   the store in memory is the image.
 //! - **Leases are not flushed on their own.** A lease lost in a crash only
@@ -599,9 +599,9 @@ fn flush_loop(
 }
 
 /// Moves to a new log file, then, on a thread of its own so appends to the new
-/// file never wait for sled, writes the net changes of the older files to
-/// sled and deletes them. The changes are read back from those files rather
-/// than kept in memory since the last checkpoint. One checkpoint at a time; a
+/// file never wait for sled, copies the records of the older files to sled
+/// and deletes them. The changes are read back from those files rather than
+/// kept in memory since the last checkpoint. One checkpoint at a time; a
 /// failure keeps the files, so the next checkpoint reads them again and
 /// nothing is lost.
 fn checkpoint(disk: &Arc<SledImage>, log: &mut wal::LogFile, running: &mut Option<JoinHandle<()>>) {
@@ -623,14 +623,14 @@ fn checkpoint(disk: &Arc<SledImage>, log: &mut wal::LogFile, running: &mut Optio
         .spawn(move || {
             lower_priority();
             let started = std::time::Instant::now();
-            let keys = match disk.write_log(&dir, number) {
-                Ok(keys) => keys,
+            let bytes = match disk.write_log(&dir, number) {
+                Ok(bytes) => bytes,
                 Err(e) => {
                     return tracing::warn!(error = %e, "checkpoint: sled write failed; keeping the log");
                 }
             };
             tracing::debug!(
-                keys,
+                bytes,
                 ms = started.elapsed().as_millis() as u64,
                 "checkpoint written to sled"
             );

@@ -19,7 +19,6 @@
 //! `len: u32 | crc32(body): u32 | body`, where body is
 //! `batch number: u64 | ops: u32 | (kind: u8 (1 set, 0 remove) | key len: u32 | key | [value len: u32 | value])*`.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -31,9 +30,6 @@ use super::memtree::Op;
 
 /// One batch of blind writes.
 pub(super) type Ops = Vec<Op>;
-
-/// Net writes: key → value (`None`: removed).
-pub(super) type Dirty = HashMap<Vec<u8>, Option<Bytes>>;
 
 /// Appends one record for batch `number` to `buf`.
 pub(super) fn encode(buf: &mut Vec<u8>, number: u64, ops: &[Op]) {
@@ -85,7 +81,9 @@ pub(super) fn decode(data: &[u8]) -> (Vec<(u64, Ops)>, usize) {
     (out, at)
 }
 
-fn decode_one(data: &[u8], at: usize) -> Option<((u64, Ops), usize)> {
+/// The record at `at`, if whole and intact: its batch number, its body and
+/// where the next record starts.
+fn frame(data: &[u8], at: usize) -> Option<(u64, &[u8], usize)> {
     let u32_at = |i: usize| {
         data.get(i..i + 4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("4")))
@@ -97,6 +95,11 @@ fn decode_one(data: &[u8], at: usize) -> Option<((u64, Ops), usize)> {
         return None;
     }
     let number = u64::from_le_bytes(body.get(..8)?.try_into().ok()?);
+    Some((number, body, at + 8 + len))
+}
+
+fn decode_one(data: &[u8], at: usize) -> Option<((u64, Ops), usize)> {
+    let (number, body, next) = frame(data, at)?;
     let n = u32::from_le_bytes(body.get(8..12)?.try_into().ok()?) as usize;
     let mut i = 12;
     let mut ops = Vec::with_capacity(n);
@@ -117,7 +120,7 @@ fn decode_one(data: &[u8], at: usize) -> Option<((u64, Ops), usize)> {
         };
         ops.push((k, v));
     }
-    Some(((number, ops), at + 8 + len))
+    Some(((number, ops), next))
 }
 
 /// The log files of `dir`, oldest first.
@@ -151,20 +154,27 @@ pub(super) fn for_each(dir: &Path, below: u64, mut each: impl FnMut(u64, Ops)) -
     Ok(())
 }
 
-/// The last write to each key in the batches numbered above `after` in the
-/// log files of `dir` numbered below `below`, and the number of the last such
-/// batch (`after` if there is none): what a checkpoint adds to an image that
-/// holds the batches up to `after`.
-pub(super) fn net_writes(dir: &Path, below: u64, after: u64) -> io::Result<(Dirty, u64)> {
-    let mut net = Dirty::new();
+/// The records numbered above `after` in the log files of `dir` numbered
+/// below `below`, verbatim and in order, and the number of the last one
+/// (`after` if there is none): what a checkpoint adds to an image that holds
+/// the batches up to `after`. Copied, not decoded: only each record's frame
+/// and checksum are read.
+pub(super) fn records_after(dir: &Path, below: u64, after: u64) -> io::Result<(Vec<u8>, u64)> {
+    let mut out = Vec::new();
     let mut last = after;
-    for_each(dir, below, |number, ops| {
-        if number > after {
-            net.extend(ops);
-            last = last.max(number);
+    for (_, path) in files(dir)?.into_iter().filter(|(n, _)| *n < below) {
+        let mut data = Vec::new();
+        File::open(&path)?.read_to_end(&mut data)?;
+        let mut at = 0;
+        while let Some((number, _, next)) = frame(&data, at) {
+            if number > after {
+                out.extend_from_slice(&data[at..next]);
+                last = last.max(number);
+            }
+            at = next;
         }
-    })?;
-    Ok((net, last))
+    }
+    Ok((out, last))
 }
 
 /// Why an append failed.
