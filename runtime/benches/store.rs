@@ -37,7 +37,7 @@ use sluice::policy::HandlerPolicy;
 use sluice::store::conformance::{module, ok};
 use sluice::store::{HandlerSpec, NewMessage, SledStore, Store, StoreConfig};
 
-/// The `sluice` binary's allocator with feature `mimalloc` (docs/store.md).
+/// The `sluice` binary's allocator (feature `mimalloc`, on by default).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

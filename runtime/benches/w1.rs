@@ -315,7 +315,12 @@ async fn run() {
     let (p50, p99) = latency_quantiles(&c, &base, "w1-latency").await;
     let rss = server.peak_rss_mb();
     let settings = format!(
-        "n={n} handler_concurrency={concurrency} pool=256 group_commit=flusher-thread window=1ms-while-attempts-run batch=500 clients=16 rate={rate}/s for {seconds}s profile={}",
+        "n={n} handler_concurrency={concurrency} pool=256 group_commit=flusher-thread window=1ms-while-attempts-run allocator={} batch=500 clients=16 rate={rate}/s for {seconds}s profile={}",
+        if cfg!(feature = "mimalloc") {
+            "mimalloc"
+        } else {
+            "glibc"
+        },
         if cfg!(debug_assertions) {
             "dev(deps O3)"
         } else {

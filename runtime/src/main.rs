@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use sluice::cli::{Cli, Command};
 
-/// With feature `mimalloc`: glibc's malloc spent a third of the CPU in its slow
-/// path (fragmentation) once the store's in-memory image reached gigabytes;
-/// mimalloc does not, but it holds more memory at small sizes (W1's peak RSS
-/// 172 → ~400 MiB), so it is opt-in (docs/store.md).
+/// mimalloc (feature `mimalloc`, on by default, built without transparent
+/// huge pages): with glibc's malloc the server spent a quarter of its CPU in
+/// `malloc`/`free`, and a third in the slow path once the in-memory store
+/// reached gigabytes. W1 drains ~2× faster with it; without huge pages its
+/// peak RSS matches glibc's (docs/decisions.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
