@@ -61,9 +61,14 @@ impl MemTree {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         for (k, v) in ops {
             match v {
-                Some(v) => {
-                    map.insert(k.into_boxed_slice(), v);
-                }
+                // Most writes rewrite a key (a delivery's record, a count):
+                // replace the value in place rather than box a new key.
+                Some(v) => match map.get_mut(k.as_slice()) {
+                    Some(slot) => *slot = v,
+                    None => {
+                        map.insert(k.into_boxed_slice(), v);
+                    }
+                },
                 None => {
                     map.remove(k.as_slice());
                 }
