@@ -141,17 +141,25 @@ pub(super) fn files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Calls `each` with every record of the log files of `dir` numbered below
+/// Calls `each` with the contents of every log file of `dir` numbered below
 /// `below`, oldest first, one file in memory at a time.
-pub(super) fn for_each(dir: &Path, below: u64, mut each: impl FnMut(u64, Ops)) -> io::Result<()> {
+fn each_file(dir: &Path, below: u64, mut each: impl FnMut(&[u8])) -> io::Result<()> {
     for (_, path) in files(dir)?.into_iter().filter(|(n, _)| *n < below) {
         let mut data = Vec::new();
         File::open(&path)?.read_to_end(&mut data)?;
-        for (number, ops) in decode(&data).0 {
-            each(number, ops);
-        }
+        each(&data);
     }
     Ok(())
+}
+
+/// Calls `each` with every record of the log files of `dir` numbered below
+/// `below`, oldest first.
+pub(super) fn for_each(dir: &Path, below: u64, mut each: impl FnMut(u64, Ops)) -> io::Result<()> {
+    each_file(dir, below, |data| {
+        for (number, ops) in decode(data).0 {
+            each(number, ops);
+        }
+    })
 }
 
 /// The records numbered above `after` in the log files of `dir` numbered
@@ -162,18 +170,16 @@ pub(super) fn for_each(dir: &Path, below: u64, mut each: impl FnMut(u64, Ops)) -
 pub(super) fn records_after(dir: &Path, below: u64, after: u64) -> io::Result<(Vec<u8>, u64)> {
     let mut out = Vec::new();
     let mut last = after;
-    for (_, path) in files(dir)?.into_iter().filter(|(n, _)| *n < below) {
-        let mut data = Vec::new();
-        File::open(&path)?.read_to_end(&mut data)?;
+    each_file(dir, below, |data| {
         let mut at = 0;
-        while let Some((number, _, next)) = frame(&data, at) {
+        while let Some((number, _, next)) = frame(data, at) {
             if number > after {
                 out.extend_from_slice(&data[at..next]);
                 last = last.max(number);
             }
             at = next;
         }
-    }
+    })?;
     Ok((out, last))
 }
 
