@@ -108,8 +108,6 @@ struct Inner {
     ready: watch::Sender<u64>,
     /// Bumped whenever a handler is registered, changed or removed.
     handlers_changed: watch::Sender<u64>,
-    /// Deliveries in the leased state, over all handlers (for the flusher).
-    in_flight: Arc<AtomicU64>,
 }
 
 /// What the flusher and the checkpoint take from the writers.
@@ -200,15 +198,13 @@ impl SledStore {
             .filter(|((_, s), _)| *s == DeliveryState::Leased)
             .map(|(_, n)| *n)
             .sum();
-        let in_flight = Arc::new(AtomicU64::new(leased));
         let settings = FlushSettings {
             checkpoint_bytes: config.checkpoint_bytes,
             window: config.group_commit_window,
-            in_flight: in_flight.clone(),
+            in_flight: Arc::new(AtomicU64::new(leased)),
         };
         let inner = Arc::new(Inner {
             flusher: Flusher::start(image, log, pending.clone(), settings),
-            in_flight,
             pending,
             tree,
             config,
@@ -486,7 +482,8 @@ struct Flusher {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The checkpoint store (shared with the flusher thread, for fault tests).
     image: Arc<SledImage>,
-    /// The flusher's count of running attempts.
+    /// Deliveries in the leased state over all handlers (attempts running):
+    /// kept by `Inner::commit` from the leased counts, read by the flusher.
     in_flight: Arc<AtomicU64>,
 }
 
@@ -791,8 +788,12 @@ impl Inner {
             let old = w.counts.get(&(h.clone(), s)).copied().unwrap_or(0);
             let new = (old as i64 + delta).max(0) as u64;
             if s == DeliveryState::Leased {
-                self.in_flight
-                    .fetch_add(new.wrapping_sub(old), Ordering::Relaxed);
+                let in_flight = &self.flusher.in_flight;
+                if new > old {
+                    in_flight.fetch_add(new - old, Ordering::Relaxed);
+                } else {
+                    in_flight.fetch_sub(old - new, Ordering::Relaxed);
+                }
             }
             ops.push((
                 Key::new(keys::COUNT).name(&h).byte(s as u8).build(),
@@ -2121,11 +2122,10 @@ mod tests {
     use crate::clock::ManualClock;
     use crate::outcome::Outcome;
 
-    /// Registers handler `h` on topic `t`.
     /// While attempts run, a flush waits for their outcomes (up to the
     /// window, here far longer than the test): eight concurrent completions
-    /// share one fsync. With nothing in flight nothing waits, or the enqueues
-    /// before would take the whole window.
+    /// share one fsync. With nothing in flight nothing waits: the enqueues
+    /// before would otherwise take the whole window each, past the timeout.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn flushes_gather_the_outcomes_of_running_attempts() {
         let dir = tempfile::tempdir().unwrap();
@@ -2135,15 +2135,20 @@ mod tests {
             ..StoreConfig::default()
         };
         let s = SledStore::open(dir.path(), config, Arc::new(clock.clone())).unwrap();
-        register(&s).await;
-        for i in 0..8 {
-            let m = NewMessage {
-                topic: "t".into(),
-                payload: Bytes::from(format!("{i}")),
-                ..Default::default()
-            };
-            s.enqueue(vec![m]).await.unwrap();
-        }
+        let setup = async {
+            register(&s).await;
+            for i in 0..8 {
+                let m = NewMessage {
+                    topic: "t".into(),
+                    payload: Bytes::from(format!("{i}")),
+                    ..Default::default()
+                };
+                s.enqueue(vec![m]).await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), setup)
+            .await
+            .expect("with nothing leased, no flush waits for the window");
         let leased = s.lease("h", 8).await.unwrap();
         assert_eq!(leased.len(), 8);
         let before = s.stats().await.unwrap().flushes;
@@ -2165,6 +2170,7 @@ mod tests {
         assert_eq!(flushes, 1, "eight outcomes, one fsync");
     }
 
+    /// Registers handler `h` on topic `t`.
     async fn register(s: &SledStore) {
         let spec = HandlerSpec {
             name: "h".into(),
@@ -2368,7 +2374,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_checkpoint_keeps_the_log_and_hands_its_writes_on() {
+    async fn a_failed_checkpoint_keeps_the_log_for_the_next_one() {
         let dir = tempfile::tempdir().unwrap();
         let wal_dir = dir.path().join("wal");
         let s = small_checkpoints(dir.path()).await;
@@ -2392,7 +2398,7 @@ mod tests {
             "a successful checkpoint deletes the files the failed ones kept"
         );
         // Those files held the failed checkpoints' writes: they survive only
-        // if the failures handed them on to the checkpoint that succeeded.
+        // if the checkpoint that succeeded copied them before deleting them.
         assert_eq!(ids.len(), 400);
         reopen_and_find(s, dir.path(), &ids).await;
     }
