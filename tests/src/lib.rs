@@ -87,7 +87,9 @@ impl Harness {
             poll_interval: Duration::from_millis(50),
             promote_interval: Duration::from_millis(5),
             rescue_interval: Duration::from_millis(20),
-            handler_interval: Duration::from_millis(10),
+            // Never in a test's lifetime: producers start only on the
+            // store's handlers signal, so every runner test proves it.
+            handler_interval: Duration::from_secs(3600),
             ..RunnerConfig::default()
         };
         let runner = Runner::start(
