@@ -301,8 +301,10 @@ mod tests {
             .collect()
     }
 
+    /// Opens the image the way the store does, waiting for the previous
+    /// handle's lock: sled's threads may still hold it just after a drop.
     fn open(dir: &std::path::Path) -> (SledImage, Entries, u64) {
-        let db = sled::Config::new().path(dir).open().expect("sled");
+        let db = crate::store::sled_store::open_db(dir).expect("sled");
         SledImage::open(db, 1).expect("open image")
     }
 

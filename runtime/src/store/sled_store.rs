@@ -291,7 +291,7 @@ const LEGACY_TREE: &str = "queue";
 
 /// Opens sled. A store dropped a moment ago in this process may still hold
 /// its file lock while sled's IO threads finish; wait up to 5 s for it.
-fn open_db(dir: &Path) -> StoreResult<sled::Db> {
+pub(super) fn open_db(dir: &Path) -> StoreResult<sled::Db> {
     let config = sled::Config::new()
         .path(dir)
         .mode(sled::Mode::HighThroughput)
