@@ -35,7 +35,7 @@ use bytes::Bytes;
 use sluice::clock::SystemClock;
 use sluice::policy::HandlerPolicy;
 use sluice::store::conformance::{module, ok};
-use sluice::store::{HandlerSpec, NewMessage, SledStore, Store, StoreConfig};
+use sluice::store::{EmbeddedStore, HandlerSpec, NewMessage, Store, StoreConfig};
 
 /// The `sluice` binary's allocator (feature `mimalloc`, on by default).
 #[cfg(feature = "mimalloc")]
@@ -59,12 +59,12 @@ fn message() -> NewMessage {
     }
 }
 
-async fn open(dir: &Path) -> Arc<SledStore> {
+async fn open(dir: &Path) -> Arc<EmbeddedStore> {
     let config = StoreConfig {
         max_topic_depth: u64::MAX,
         ..StoreConfig::default()
     };
-    let store = SledStore::open(dir, config, Arc::new(SystemClock)).expect("open");
+    let store = EmbeddedStore::open(dir, config, Arc::new(SystemClock)).expect("open");
     let spec = HandlerSpec {
         name: "worker".into(),
         topic: "bench".into(),
@@ -103,14 +103,14 @@ struct Sample {
 /// are done; `body` returns how many operations it did per call. Returns
 /// (operations, seconds, flushes).
 async fn measure<F, Fut>(
-    store: &Arc<SledStore>,
+    store: &Arc<EmbeddedStore>,
     tasks: usize,
     secs: f64,
     limit: u64,
     body: F,
 ) -> Sample
 where
-    F: Fn(Arc<SledStore>) -> Fut + Send + Sync + 'static,
+    F: Fn(Arc<EmbeddedStore>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = u64> + Send,
 {
     let flushes_before = store.stats().await.expect("stats").flushes;
@@ -161,17 +161,17 @@ fn row(name: &str, backlog: &str, m: Sample) -> f64 {
     rate
 }
 
-async fn enqueue_single(store: Arc<SledStore>) -> u64 {
+async fn enqueue_single(store: Arc<EmbeddedStore>) -> u64 {
     store.enqueue(vec![message()]).await.expect("enqueue");
     1
 }
 
-async fn enqueue_batch(store: Arc<SledStore>) -> u64 {
+async fn enqueue_batch(store: Arc<EmbeddedStore>) -> u64 {
     store.enqueue(vec![message(); 16]).await.expect("enqueue");
     16
 }
 
-async fn lease_complete(store: Arc<SledStore>) -> u64 {
+async fn lease_complete(store: Arc<EmbeddedStore>) -> u64 {
     let leased = store.lease("worker", 64).await.expect("lease");
     let n = leased.len() as u64;
     let mut done = Vec::with_capacity(leased.len());
@@ -194,7 +194,7 @@ async fn lease_complete(store: Arc<SledStore>) -> u64 {
 }
 
 /// Enqueues `n` deliveries in batches of 1,000 from 4 tasks.
-async fn prefill(store: &Arc<SledStore>, n: u64) {
+async fn prefill(store: &Arc<EmbeddedStore>, n: u64) {
     let start = Instant::now();
     let per_task = n / 4;
     let mut handles = Vec::new();

@@ -16,8 +16,9 @@
 //! - [`sandbox`]: narrows wasmtime for the rest of the code: validation, limits,
 //!   the guest ABI. Knows nothing of queues.
 //! - [`serve`]: `sluice serve`, wiring everything into one process.
-//! - [`store`]: the durable queue behind a trait of queue verbs; sled is the
-//!   embedded backend.
+//! - [`store`]: the durable queue behind a trait of queue verbs. The default
+//!   backend is embedded: a write-ahead-log store with an in-memory image whose
+//!   checkpoints live in sled.
 //! - [`units`]: durations and sizes as users type them.
 //! - [`worker`]: the runner: producer, executor, completer, maintenance.
 

@@ -1,9 +1,11 @@
 //! A handler's policy: limits, retries with backoff, lease and concurrency.
 //!
 //! Defaults follow SPEC §3 and are listed on each field. The policy is stored
-//! with the handler, so the store (rescuing an expired lease) and the worker
-//! (after a failed attempt) decide a failure's fate with the same code:
-//! [`HandlerPolicy::after_failure`].
+//! with the handler, so every place that settles a failed attempt decides its
+//! fate with the same code, [`HandlerPolicy::fate`]: the completer (after a
+//! failed attempt), the rescuer (an expired lease) and the store's release of
+//! a previous process's leases on open. A backend applies the answer; it
+//! never decides one.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,11 +15,14 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::clock::Timestamp;
+use crate::outcome::Outcome;
 
 /// Longest timeout or lease: 12 h.
 pub const MAX_DURATION_MS: u64 = 12 * 3600 * 1000;
 /// Largest memory limit: 4 GiB.
 pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+/// The dead reason of a rejected message.
+pub const REJECTED: &str = "rejected by the handler (exit 65)";
 /// Relative jitter applied to each backoff delay (±20 %).
 pub const JITTER: f64 = 0.2;
 
@@ -172,9 +177,30 @@ impl HandlerPolicy {
         Duration::from_millis((base as f64 * factor).round() as u64)
     }
 
+    /// The fate of a delivery whose attempt number `attempt` (1-based) ended
+    /// in `outcome`, anything but [`Outcome::Ok`]: a rejection is dead at once;
+    /// any other failure (an exit code, a trap, a limit, an interrupted
+    /// attempt: an expired lease, a restart, a host error) goes by
+    /// [`after_failure`](Self::after_failure). The one fate rule.
+    pub fn fate(
+        &self,
+        outcome: &Outcome,
+        attempt: u32,
+        now: Timestamp,
+        rng: &mut impl Rng,
+    ) -> Disposition {
+        match outcome {
+            Outcome::Rejected => Disposition::Dead {
+                reason: REJECTED.to_string(),
+            },
+            outcome => self.after_failure(attempt, &outcome.summary(), now, rng),
+        }
+    }
+
     /// The fate of a delivery whose attempt number `attempt` (1-based) failed with
-    /// `summary`: retry after a backoff while attempts remain, else dead. A
-    /// rejection never comes here; it is dead at once.
+    /// `summary`: retry after a backoff while attempts remain, else dead (the
+    /// reason names the count and the last failure). Used through
+    /// [`fate`](Self::fate).
     pub fn after_failure(
         &self,
         attempt: u32,

@@ -34,7 +34,7 @@ use crate::api::{ApiState, router};
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::store::{SledStore, Store, StoreConfig};
+use crate::store::{EmbeddedStore, Store, StoreConfig};
 use crate::worker::{Runner, RunnerConfig};
 
 /// Sets up logging: `RUST_LOG` filters (default `info`), text or JSON lines.
@@ -64,7 +64,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store_config = StoreConfig::default();
     let max_payload_bytes = store_config.max_payload_bytes;
-    let store = SledStore::open(&args.data_dir.join("queue"), store_config, clock.clone())
+    let store = EmbeddedStore::open(&args.data_dir.join("queue"), store_config, clock.clone())
         .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
     let store: Arc<dyn Store> = Arc::new(store);
     let sandbox = Sandbox::new(SandboxConfig {

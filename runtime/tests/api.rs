@@ -1,4 +1,4 @@
-//! The HTTP API, called as a tower service (no port) against a real `SledStore`
+//! The HTTP API, called as a tower service (no port) against a real `EmbeddedStore`
 //! in a temporary directory and a real sandbox.
 
 mod common;

@@ -1,7 +1,7 @@
 //! Fuzzing the HTTP API with proptest: random bodies, headers, names,
 //! durations, times, queries, methods and paths, and random or mutated module
 //! bytes at registration, sent to the real router (no port) on a real
-//! `SledStore` and sandbox.
+//! `EmbeddedStore` and sandbox.
 //!
 //! Every input must get a well-formed answer: no panic, never a 5xx (no store
 //! fault is injected, so a 5xx could only be bad input treated as a bug), and

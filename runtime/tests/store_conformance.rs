@@ -5,27 +5,27 @@
 
 use sluice::clock::SharedClock;
 use sluice::store::conformance::Harness;
-use sluice::store::{SledStore, StoreConfig, StoreResult};
+use sluice::store::{EmbeddedStore, StoreConfig, StoreResult};
 
 /// A sled store in a temporary directory that lives as long as the case.
-struct SledHarness {
+struct EmbeddedHarness {
     dir: tempfile::TempDir,
 }
 
-impl SledHarness {
-    fn new() -> SledHarness {
-        SledHarness {
+impl EmbeddedHarness {
+    fn new() -> EmbeddedHarness {
+        EmbeddedHarness {
             dir: tempfile::tempdir().expect("temporary directory"),
         }
     }
 }
 
-impl Harness for SledHarness {
-    type Store = SledStore;
+impl Harness for EmbeddedHarness {
+    type Store = EmbeddedStore;
 
-    fn open(&mut self, config: StoreConfig, clock: SharedClock) -> StoreResult<SledStore> {
-        SledStore::open(self.dir.path(), config, clock)
+    fn open(&mut self, config: StoreConfig, clock: SharedClock) -> StoreResult<EmbeddedStore> {
+        EmbeddedStore::open(self.dir.path(), config, clock)
     }
 }
 
-sluice::store_conformance_tests!(SledHarness::new());
+sluice::store_conformance_tests!(EmbeddedHarness::new());

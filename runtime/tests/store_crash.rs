@@ -31,7 +31,7 @@ use sluice::clock::SystemClock;
 use sluice::policy::HandlerPolicy;
 use sluice::store::conformance::{module, ok};
 use sluice::store::{
-    DeliveryState, HandlerSpec, NewMessage, SledStore, Store, StoreConfig, StoreError,
+    DeliveryState, EmbeddedStore, HandlerSpec, NewMessage, Store, StoreConfig, StoreError,
 };
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD_DIR";
@@ -41,12 +41,12 @@ const CONSUMERS: usize = 8;
 
 /// Checkpoints every MiB of log, so kills also land in checkpoints and
 /// compactions, and reopens load images as well as replay logs.
-fn open(dir: &Path) -> SledStore {
+fn open(dir: &Path) -> EmbeddedStore {
     let config = StoreConfig {
         checkpoint_bytes: 1 << 20,
         ..StoreConfig::default()
     };
-    SledStore::open(dir, config, Arc::new(SystemClock)).expect("open store")
+    EmbeddedStore::open(dir, config, Arc::new(SystemClock)).expect("open store")
 }
 
 /// One acknowledged line on stdout, written and flushed as a whole.
@@ -180,7 +180,7 @@ fn parse(lines: &[String]) -> Acks {
     acks
 }
 
-async fn verify(store: &SledStore, enqueued: &[Uuid], completed: &[Uuid], round: usize) {
+async fn verify(store: &EmbeddedStore, enqueued: &[Uuid], completed: &[Uuid], round: usize) {
     for id in enqueued {
         let st = store
             .message(*id)

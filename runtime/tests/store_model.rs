@@ -29,9 +29,9 @@ use rand::rngs::StdRng;
 use sluice::clock::{Clock, ManualClock, Timestamp};
 use sluice::outcome::Outcome;
 use sluice::policy::{Disposition, HandlerPolicy};
-use sluice::store::conformance::{T0, assert_backoff, failed, module, ok, report};
+use sluice::store::conformance::{T0, assert_backoff, failed, module, ok, report, rescue_expired};
 use sluice::store::{
-    DeliveryId, DeliveryState, HandlerSpec, Lease, MessageId, NewMessage, SledStore, Store,
+    DeliveryId, DeliveryState, EmbeddedStore, HandlerSpec, Lease, MessageId, NewMessage, Store,
     StoreConfig, StoreError,
 };
 
@@ -276,20 +276,21 @@ impl Model {
 struct World {
     dir: tempfile::TempDir,
     clock: ManualClock,
-    store: Option<SledStore>,
+    store: Option<EmbeddedStore>,
     model: Model,
     rng: StdRng,
 }
 
 impl World {
-    fn s(&self) -> &SledStore {
+    fn s(&self) -> &EmbeddedStore {
         self.store.as_ref().expect("open")
     }
     fn now(&self) -> Timestamp {
         self.clock.now()
     }
-    fn open(dir: &std::path::Path, clock: &ManualClock) -> SledStore {
-        SledStore::open(dir, StoreConfig::default(), Arc::new(clock.clone())).expect("open store")
+    fn open(dir: &std::path::Path, clock: &ManualClock) -> EmbeddedStore {
+        EmbeddedStore::open(dir, StoreConfig::default(), Arc::new(clock.clone()))
+            .expect("open store")
     }
 
     async fn new() -> World {
@@ -649,7 +650,9 @@ impl World {
                 assert_eq!(self.s().next_due().await.expect("next_due"), next);
             }
             Op::Rescue => {
-                let n = self.s().rescue_expired(100_000).await.expect("rescue");
+                let n = rescue_expired(self.s(), &self.clock, 100_000)
+                    .await
+                    .expect("rescue");
                 let expired = self
                     .model
                     .ids_where(|d| matches!(d.st, St::Leased(t) if t <= now));

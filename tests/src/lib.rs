@@ -16,7 +16,7 @@ use sluice::metrics::Metrics;
 use sluice::policy::HandlerPolicy;
 use sluice::sandbox::{Sandbox, SandboxConfig};
 use sluice::store::{
-    DeliveryState, HandlerRecord, HandlerSpec, MessageId, MessageStatus, NewMessage, SledStore,
+    DeliveryState, EmbeddedStore, HandlerRecord, HandlerSpec, MessageId, MessageStatus, NewMessage,
     Store, StoreConfig,
 };
 use sluice::worker::{Runner, RunnerConfig};
@@ -44,7 +44,7 @@ pub fn example(lang: &str, name: &str) -> PathBuf {
 /// An in-process sluice: real store, sandbox and runner; time under test control.
 pub struct Harness {
     /// The store.
-    pub store: Arc<SledStore>,
+    pub store: Arc<EmbeddedStore>,
     /// The injected clock (also the runner's).
     pub clock: ManualClock,
     /// The runner.
@@ -68,7 +68,7 @@ impl Harness {
         let clock = ManualClock::new(Timestamp(1_800_000_000_000));
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
         let store = Arc::new(
-            SledStore::open(
+            EmbeddedStore::open(
                 &dir.path().join("queue"),
                 StoreConfig::default(),
                 shared.clone(),

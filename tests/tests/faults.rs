@@ -2,7 +2,7 @@
 //! enqueueing answers `503` with a JSON error, acknowledges nothing, loses
 //! nothing acknowledged before, and the server recovers once the fault clears.
 //!
-//! The fault is injected into the store's flusher ([`SledStore::inject_fault`]):
+//! The fault is injected into the store's flusher ([`EmbeddedStore::inject_fault`]):
 //! every flush fails until it is cleared, exactly as a full disk makes `fsync`
 //! fail. The HTTP API is the real router, called without a port.
 
@@ -19,7 +19,7 @@ use sluice::clock::SystemClock;
 use sluice::metrics::Metrics;
 use sluice::policy::HandlerPolicy;
 use sluice::sandbox::{Sandbox, SandboxConfig};
-use sluice::store::{DeliveryState, HandlerSpec, SledStore, Store, StoreConfig};
+use sluice::store::{DeliveryState, EmbeddedStore, HandlerSpec, Store, StoreConfig};
 use sluice_tests::{Harness, example};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -82,7 +82,7 @@ fn assert_unavailable(reply: &Reply, code: &str) {
     assert_eq!(reply.retry_after.as_deref(), Some("5"));
 }
 
-fn api(store: Arc<SledStore>) -> Router {
+fn api(store: Arc<EmbeddedStore>) -> Router {
     let sandbox = Sandbox::new(SandboxConfig {
         pool_instances: 2,
         ..SandboxConfig::default()
@@ -97,11 +97,11 @@ fn api(store: Arc<SledStore>) -> Router {
     ))
 }
 
-fn open(dir: &std::path::Path) -> Arc<SledStore> {
-    Arc::new(SledStore::open(dir, StoreConfig::default(), Arc::new(SystemClock)).unwrap())
+fn open(dir: &std::path::Path) -> Arc<EmbeddedStore> {
+    Arc::new(EmbeddedStore::open(dir, StoreConfig::default(), Arc::new(SystemClock)).unwrap())
 }
 
-async fn register(store: &SledStore, name: &str, topic: &str) {
+async fn register(store: &EmbeddedStore, name: &str, topic: &str) {
     let wasm = std::fs::read(example("rust", "ack")).unwrap();
     store
         .put_handler(

@@ -8,14 +8,14 @@
 //! [`store_conformance_tests!`](crate::store_conformance_tests):
 //!
 //! ```ignore
-//! struct SledHarness(tempfile::TempDir);
-//! impl Harness for SledHarness {
-//!     type Store = SledStore;
-//!     fn open(&mut self, config: StoreConfig, clock: SharedClock) -> StoreResult<SledStore> {
-//!         SledStore::open(self.0.path(), config, clock)
+//! struct EmbeddedHarness(tempfile::TempDir);
+//! impl Harness for EmbeddedHarness {
+//!     type Store = EmbeddedStore;
+//!     fn open(&mut self, config: StoreConfig, clock: SharedClock) -> StoreResult<EmbeddedStore> {
+//!         EmbeddedStore::open(self.0.path(), config, clock)
 //!     }
 //! }
-//! sluice::store_conformance_tests!(SledHarness(tempfile::tempdir().unwrap()));
+//! sluice::store_conformance_tests!(EmbeddedHarness(tempfile::tempdir().unwrap()));
 //! ```
 //!
 //! Time comes from a [`ManualClock`] standing at [`T0`]; no case sleeps. Where the
@@ -38,6 +38,7 @@ use super::{
 use crate::clock::{Clock, ManualClock, SharedClock, Timestamp};
 use crate::outcome::Outcome;
 use crate::policy::{Disposition, HandlerPolicy, JITTER};
+pub use crate::worker::maintenance::rescue::rescue_expired;
 
 /// Where every case's clock starts: 2027-01-15, far from the epoch so that
 /// "before" and "after" are never clamped at zero.
@@ -972,7 +973,7 @@ pub mod cases {
         assert_eq!(d.lease_expires_at, Some(e.expires_at));
         cx.advance(Duration::from_secs(30));
         assert_eq!(
-            s.rescue_expired(100).await.unwrap(),
+            rescue_expired(s, cx.clock(), 100).await.unwrap(),
             0,
             "extended lease is alive"
         );
@@ -1042,7 +1043,7 @@ pub mod cases {
 
         // Expire, rescue and re-lease: the first lease is now stale.
         cx.advance(Duration::from_secs(76));
-        assert_eq!(s.rescue_expired(10).await.unwrap(), 1);
+        assert_eq!(rescue_expired(s, cx.clock(), 10).await.unwrap(), 1);
         cx.advance(Duration::from_secs(2));
         s.promote_due(10).await.unwrap();
         let l2 = lease_all(s, "h").await.remove(0);
@@ -1447,14 +1448,22 @@ pub mod cases {
         let id = enqueue1(s, msg("t", "x")).await;
         let l = lease_all(s, "h").await.remove(0);
         cx.advance(Duration::from_secs(74));
-        assert_eq!(s.rescue_expired(10).await.unwrap(), 0, "lease still alive");
+        assert_eq!(
+            rescue_expired(s, cx.clock(), 10).await.unwrap(),
+            0,
+            "lease still alive"
+        );
         cx.advance(Duration::from_secs(1));
         assert_eq!(
-            s.rescue_expired(10).await.unwrap(),
+            rescue_expired(s, cx.clock(), 10).await.unwrap(),
             1,
             "lease expired at 75 s"
         );
-        assert_eq!(s.rescue_expired(10).await.unwrap(), 0, "rescued once");
+        assert_eq!(
+            rescue_expired(s, cx.clock(), 10).await.unwrap(),
+            0,
+            "rescued once"
+        );
         let d = delivery_of(s, id, "h").await;
         assert_eq!(d.state, DeliveryState::Retrying);
         let next = d.next_at.expect("retrying has next_at");
@@ -1493,7 +1502,7 @@ pub mod cases {
         let id = enqueue1(s, msg("t", "x")).await;
         lease_all(s, "h").await;
         cx.advance(Duration::from_secs(30));
-        assert_eq!(s.rescue_expired(10).await.unwrap(), 1);
+        assert_eq!(rescue_expired(s, cx.clock(), 10).await.unwrap(), 1);
         let d = delivery_of(s, id, "h").await;
         assert_eq!(d.state, DeliveryState::Dead);
         let reason = d.dead_reason.unwrap_or_default();
@@ -1570,7 +1579,7 @@ pub mod cases {
             .collect();
         let first = lease_all(s, "up").await.remove(0);
         cx.advance(Duration::from_secs(76));
-        assert_eq!(s.rescue_expired(10).await.unwrap(), 1);
+        assert_eq!(rescue_expired(s, cx.clock(), 10).await.unwrap(), 1);
         cx.advance(Duration::from_secs(2));
         assert_eq!(s.promote_due(10).await.unwrap(), 1);
         let second = lease_all(s, "up").await.remove(0);

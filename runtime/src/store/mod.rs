@@ -1,9 +1,24 @@
 //! The durable queue, behind a trait of queue verbs.
 //!
 //! [`Store`] speaks queue, not storage: enqueue, lease, extend, complete, fail,
-//! replay, promote due, rescue expired, prune, stats. Nothing in it is shaped like
-//! sled, so NATS JetStream or Postgres can implement it later; every backend runs
-//! the shared [`conformance`] suite. [`SledStore`] is the embedded default.
+//! replay, promote due, expired leases, prune, stats. Nothing in it is shaped
+//! like a storage engine, so Postgres or NATS JetStream can implement it; every
+//! backend runs the shared [`conformance`] suite. Backends store what they are
+//! told: a failure's fate is [`HandlerPolicy::fate`]'s, applied by whoever
+//! settles the attempt.
+//!
+//! # Module map
+//! | question | where |
+//! | --- | --- |
+//! | the verbs and the types they speak | this file |
+//! | the embedded backend (default): a write-ahead-log store whose checkpoints live in sled | [`EmbeddedStore`], `embedded/` (its own map in `embedded/mod.rs`) |
+//! | how is an acknowledgement made durable? | `embedded/flusher.rs` (group commit); `embedded/mod.rs` shows which verbs wait |
+//! | where is a delivery leased? completed? failed? | `embedded/queue.rs` |
+//! | which index entries does a delivery have in each state? | `embedded/delivery.rs` (`state_entry`, `save`) |
+//! | what happens to leases after a crash? | `embedded/recover.rs` |
+//! | how are expired leases rescued? | `worker/maintenance/rescue.rs` asks [`Store::expired_leases`], settles through [`Store::fail`] |
+//! | the key layout | `embedded/keys.rs` |
+//! | the conformance suite every backend passes | [`conformance`] |
 //!
 //! # Invariants every backend keeps
 //! - **Durable before acknowledged.** A verb that changes state returns `Ok` only
@@ -33,15 +48,10 @@ use crate::names::NameError;
 use crate::outcome::Outcome;
 use crate::policy::{Disposition, HandlerPolicy, PolicyError};
 
-mod attempt_codec;
 pub mod conformance;
-mod image;
-mod keys;
-mod memtree;
-mod sled_store;
-mod wal;
+mod embedded;
 
-pub use sled_store::SledStore;
+pub use embedded::EmbeddedStore;
 
 /// A message's id: a UUID v7, so ids sort by enqueue time.
 pub type MessageId = Uuid;
@@ -184,6 +194,21 @@ pub struct Lease {
     pub token: u64,
     /// The lease ends here unless extended.
     pub expires_at: Timestamp,
+}
+
+/// A lease whose expiry passed: its attempt outlived the lease (a stuck or
+/// vanished worker). The rescuer settles it through [`Store::fail`] with the
+/// policy's answer; fencing makes that safe against a late completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredLease {
+    /// The expired lease (still the current one when listed).
+    pub lease: Lease,
+    /// The delivery's handler.
+    pub handler: String,
+    /// The attempt's number, 1-based, counted since the last replay.
+    pub attempt: u32,
+    /// When the attempt was leased.
+    pub started_at: Timestamp,
 }
 
 /// A delivery handed to a worker.
@@ -583,9 +608,10 @@ pub trait Store: Send + Sync + 'static {
     async fn promote_due(&self, limit: usize) -> StoreResult<usize>;
     /// The earliest time a scheduled or retrying delivery becomes due.
     async fn next_due(&self) -> StoreResult<Option<Timestamp>>;
-    /// Rescues up to `limit` deliveries whose lease expired: the attempt is recorded
-    /// as interrupted and the delivery retried or dead-lettered per its policy.
-    async fn rescue_expired(&self, limit: usize) -> StoreResult<usize>;
+    /// Up to `limit` leases whose expiry has passed, earliest first. Changes
+    /// nothing: the rescuer records each attempt as interrupted through
+    /// [`Store::fail`] with the policy's disposition.
+    async fn expired_leases(&self, limit: usize) -> StoreResult<Vec<ExpiredLease>>;
     /// Removes up to `limit` items past retention or the idempotency window.
     async fn prune(&self, limit: usize) -> StoreResult<PruneReport>;
 

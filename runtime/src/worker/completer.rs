@@ -1,7 +1,8 @@
-//! Makes an attempt's outcome durable: the only place where an outcome becomes
-//! a delivery's fate. Ok completes (with the outbox, atomically), a rejection
-//! dead-letters at once, anything else retries under the policy or, with no
-//! attempts left, dead-letters.
+//! Makes an attempt's outcome durable. Ok completes (with the outbox,
+//! atomically); any other outcome gets the policy's fate
+//! ([`HandlerPolicy::fate`](crate::policy::HandlerPolicy::fate): a rejection
+//! dead-letters at once, anything else retries with backoff or, with no
+//! attempts left, dead-letters).
 
 use super::Context;
 use super::executor::Done;
@@ -23,26 +24,13 @@ pub async fn settle(ctx: &Context, handler: &HandlerRecord, leased: Leased, done
             true,
             false,
         ),
-        Outcome::Rejected => {
-            let disposition = Disposition::Dead {
-                reason: "rejected by the handler (exit 65)".into(),
-            };
-            (
-                ctx.store.fail(&leased.lease, report, disposition).await,
-                false,
-                true,
-            )
-        }
         outcome => {
-            let summary = outcome.summary();
-            let disposition = handler.policy.after_failure(
-                leased.attempt,
-                &summary,
-                ctx.clock.now(),
-                &mut rand::rng(),
-            );
+            let disposition =
+                handler
+                    .policy
+                    .fate(outcome, leased.attempt, ctx.clock.now(), &mut rand::rng());
             let dead = matches!(disposition, Disposition::Dead { .. });
-            tracing::info!(outcome = %summary, ?disposition, "attempt failed");
+            tracing::info!(outcome = %outcome.summary(), ?disposition, "attempt failed");
             (
                 ctx.store.fail(&leased.lease, report, disposition).await,
                 false,

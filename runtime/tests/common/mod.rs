@@ -99,7 +99,8 @@ pub fn api_state(
     use sluice::sandbox::{Sandbox, SandboxConfig};
     let max_payload_bytes = config.max_payload_bytes;
     let store: Arc<dyn Store> = Arc::new(
-        sluice::store::SledStore::open(dir, config, Arc::new(sluice::clock::SystemClock)).unwrap(),
+        sluice::store::EmbeddedStore::open(dir, config, Arc::new(sluice::clock::SystemClock))
+            .unwrap(),
     );
     let sandbox = Sandbox::new(SandboxConfig {
         pool_instances: 2,

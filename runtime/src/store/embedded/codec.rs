@@ -1,4 +1,8 @@
-//! The stored form of attempt records: compact binary, not JSON.
+//! Every value encoding of the embedded store, in one place: records
+//! (postcard), handler records (JSON), attempt records (below), and the small
+//! fixed-layout values of the indexes ([`super::keys`] has their keys).
+//!
+//! # Attempt records: compact binary, not JSON
 //!
 //! Attempts are the store's most numerous values after messages (one per
 //! lease, rewritten at its outcome), and all of them stay in memory
@@ -14,9 +18,86 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-use super::{AttemptRecord, AttemptReport, StoreError, StoreResult};
 use crate::clock::Timestamp;
+use crate::store::{AttemptRecord, AttemptReport, StoreError, StoreResult};
+
+/// A record (message, delivery) in postcard.
+pub(super) fn encode<T: Serialize>(v: &T) -> StoreResult<Vec<u8>> {
+    postcard::to_stdvec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A record written by [`encode`].
+pub(super) fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> StoreResult<T> {
+    postcard::from_bytes(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A handler record, as JSON: few, small, and readable in a dump.
+pub(super) fn encode_json<T: Serialize>(v: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A value written by [`encode_json`].
+pub(super) fn decode_json<'a, T: Deserialize<'a>>(b: &'a [u8]) -> StoreResult<T> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// `what` is not what it should be.
+pub(super) fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("malformed {what}"))
+}
+
+/// Reads a UUID at `at` in `bytes`.
+pub(super) fn uuid_at(bytes: &[u8], at: usize) -> Option<Uuid> {
+    bytes
+        .get(at..at + 16)
+        .and_then(|b| Uuid::from_slice(b).ok())
+}
+
+/// Reads a big-endian u64 at `at` in `bytes`.
+pub(super) fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    bytes
+        .get(at..at + 8)
+        .map(|b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
+}
+
+/// An id alone: the value of a key head and of a blocked entry.
+pub(super) fn id_value(id: Uuid) -> Vec<u8> {
+    id.as_bytes().to_vec()
+}
+
+/// The id written by [`id_value`]; `what` names the index in the error.
+pub(super) fn parse_id_value(v: &[u8], what: &str) -> StoreResult<Uuid> {
+    uuid_at(v, 0).ok_or_else(|| corrupt(what))
+}
+
+/// An id and a time: a ready entry (delivery id, ready since) and an
+/// idempotency entry (message id, enqueued at).
+pub(super) fn id_time_value(id: Uuid, at: Timestamp) -> Vec<u8> {
+    let mut v = id.as_bytes().to_vec();
+    v.extend_from_slice(&at.0.to_be_bytes());
+    v
+}
+
+/// The pair written by [`id_time_value`]; `what` names the index in the error.
+pub(super) fn parse_id_time_value(v: &[u8], what: &str) -> StoreResult<(Uuid, Timestamp)> {
+    match (uuid_at(v, 0), u64_at(v, 16)) {
+        (Some(id), Some(t)) => Ok((id, Timestamp(t))),
+        _ => Err(corrupt(what)),
+    }
+}
+
+/// A count or a sequence number.
+pub(super) fn u64_value(n: u64) -> Bytes {
+    Bytes::copy_from_slice(&n.to_be_bytes())
+}
+
+/// The number written by [`u64_value`] (0 when malformed: counts are
+/// rebuilt by use, never trusted for safety).
+pub(super) fn parse_u64_value(v: &[u8]) -> u64 {
+    u64_at(v, 0).unwrap_or(0)
+}
 
 /// First byte of a binary record (a JSON record starts with `{`).
 const BINARY: u8 = 1;
@@ -44,16 +125,16 @@ struct StoredReport {
     fuel_used: Option<u64>,
 }
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
+fn corrupt_attempt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("malformed attempt record: {e}"))
 }
 
 /// The stored bytes of `a`.
-pub(super) fn encode(a: &AttemptRecord) -> StoreResult<Vec<u8>> {
+pub(super) fn encode_attempt(a: &AttemptRecord) -> StoreResult<Vec<u8>> {
     let report = match &a.report {
         None => None,
         Some(r) => Some(StoredReport {
-            outcome: Bytes::from(serde_json::to_vec(&r.outcome).map_err(corrupt)?),
+            outcome: Bytes::from(serde_json::to_vec(&r.outcome).map_err(corrupt_attempt)?),
             duration_ms: r.duration_ms,
             module_sha256: r.module_sha256.clone(),
             stdout: r.stdout.clone(),
@@ -72,20 +153,20 @@ pub(super) fn encode(a: &AttemptRecord) -> StoreResult<Vec<u8>> {
         report,
     };
     let mut out = vec![BINARY];
-    postcard::to_io(&stored, &mut out).map_err(corrupt)?;
+    postcard::to_io(&stored, &mut out).map_err(corrupt_attempt)?;
     Ok(out)
 }
 
 /// The record stored as `b`, binary or (from older versions) JSON.
-pub(super) fn decode(b: &[u8]) -> StoreResult<AttemptRecord> {
+pub(super) fn decode_attempt(b: &[u8]) -> StoreResult<AttemptRecord> {
     let Some((&BINARY, body)) = b.split_first() else {
-        return serde_json::from_slice(b).map_err(corrupt);
+        return serde_json::from_slice(b).map_err(corrupt_attempt);
     };
-    let s: Stored = postcard::from_bytes(body).map_err(corrupt)?;
+    let s: Stored = postcard::from_bytes(body).map_err(corrupt_attempt)?;
     let report = match s.report {
         None => None,
         Some(r) => Some(AttemptReport {
-            outcome: serde_json::from_slice(&r.outcome).map_err(corrupt)?,
+            outcome: serde_json::from_slice(&r.outcome).map_err(corrupt_attempt)?,
             duration_ms: r.duration_ms,
             module_sha256: r.module_sha256,
             stdout: r.stdout,
@@ -146,8 +227,8 @@ mod tests {
                 ..record(Outcome::Ok)
             },
         ] {
-            let bytes = encode(&a).expect("encode");
-            assert_eq!(decode(&bytes).expect("decode"), a);
+            let bytes = encode_attempt(&a).expect("encode");
+            assert_eq!(decode_attempt(&bytes).expect("decode"), a);
             let json = serde_json::to_vec(&a).expect("json");
             assert!(
                 bytes.len() * 2 < json.len(),
@@ -155,9 +236,13 @@ mod tests {
                 bytes.len(),
                 json.len()
             );
-            assert_eq!(decode(&json).expect("json decode"), a, "older records");
+            assert_eq!(
+                decode_attempt(&json).expect("json decode"),
+                a,
+                "older records"
+            );
         }
-        assert!(decode(&[BINARY, 0xff]).is_err());
-        assert!(decode(b"").is_err());
+        assert!(decode_attempt(&[BINARY, 0xff]).is_err());
+        assert!(decode_attempt(b"").is_err());
     }
 }

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 
 use super::wal;
-use super::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 
 /// The image's entries as loaded.
 pub(super) type Entries = BTreeMap<Vec<u8>, Bytes>;
@@ -107,10 +107,57 @@ fn stream<'a>(
     buf
 }
 
+/// The sled tree of the layout before the checkpoint image (one sled key per
+/// store key), refused on open.
+const LEGACY_TREE: &str = "queue";
+
+/// Opens sled. A store dropped a moment ago in this process may still hold
+/// its file lock while sled's IO threads finish; wait up to 5 s for it.
+fn open_db(dir: &Path) -> StoreResult<sled::Db> {
+    let config = sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput)
+        // Read only on open and written at checkpoints: the image serves reads.
+        .cache_capacity(64 << 20)
+        .flush_every_ms(None);
+    let mut tries = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && tries < 500 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other.map_err(sled_error),
+        }
+    }
+}
+
 impl SledImage {
+    /// Opens the image kept in sled in `dir`; returns it, its entries and the
+    /// number of the last batch they include. Refuses a directory of the
+    /// layout before the image.
+    pub(super) fn open_dir(dir: &Path, compact_min: u64) -> StoreResult<(SledImage, Entries, u64)> {
+        let db = open_db(dir)?;
+        if db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == LEGACY_TREE.as_bytes())
+        {
+            return Err(StoreError::Corrupt(format!(
+                "{} was written by an older sluice (one sled key per store key); \
+                 this version reads only its checkpoint image: drain it with the older \
+                 version or start with an empty data directory",
+                dir.display()
+            )));
+        }
+        SledImage::open(db, compact_min)
+    }
+
     /// Opens the image in `db`; returns it, its entries and the number of the
     /// last batch they include.
-    pub(super) fn open(db: sled::Db, compact_min: u64) -> StoreResult<(SledImage, Entries, u64)> {
+    fn open(db: sled::Db, compact_min: u64) -> StoreResult<(SledImage, Entries, u64)> {
         let tree = db.open_tree(TREE).map_err(sled_error)?;
         let batch = u64_value(tree.get(META_BATCH).map_err(sled_error)?);
         let generation = u64_value(tree.get(META_GENERATION).map_err(sled_error)?);
@@ -304,7 +351,7 @@ mod tests {
     /// Opens the image the way the store does, waiting for the previous
     /// handle's lock: sled's threads may still hold it just after a drop.
     fn open(dir: &std::path::Path) -> (SledImage, Entries, u64) {
-        let db = crate::store::sled_store::open_db(dir).expect("sled");
+        let db = open_db(dir).expect("sled");
         SledImage::open(db, 1).expect("open image")
     }
 

@@ -1,0 +1,292 @@
+//! Unit tests of the embedded engine's own mechanics (group commit, faults,
+//! checkpoints); the contract's cases are in the conformance suite.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::outcome::Outcome;
+use crate::policy::HandlerPolicy;
+use crate::store::{DeliveryState, MessageId};
+
+/// While attempts run, a flush waits for their outcomes (up to the
+/// window, here far longer than the test): eight concurrent completions
+/// share one fsync. With nothing in flight nothing waits: the enqueues
+/// before would otherwise take the whole window each, past the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushes_gather_the_outcomes_of_running_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let config = StoreConfig {
+        group_commit_window: Duration::from_secs(600),
+        ..StoreConfig::default()
+    };
+    let s = EmbeddedStore::open(dir.path(), config, Arc::new(clock.clone())).unwrap();
+    let setup = async {
+        register(&s).await;
+        for i in 0..8 {
+            let m = NewMessage {
+                topic: "t".into(),
+                payload: Bytes::from(format!("{i}")),
+                ..Default::default()
+            };
+            s.enqueue(vec![m]).await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), setup)
+        .await
+        .expect("with nothing leased, no flush waits for the window");
+    let leased = s.lease("h", 8).await.unwrap();
+    assert_eq!(leased.len(), 8);
+    let before = s.stats().await.unwrap().flushes;
+    let tasks: Vec<_> = leased
+        .into_iter()
+        .map(|l| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.complete(&l.lease, report(Outcome::Ok), Vec::new())
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let flushes = s.stats().await.unwrap().flushes - before;
+    assert_eq!(flushes, 1, "eight outcomes, one fsync");
+}
+
+/// Registers handler `h` on topic `t`.
+async fn register(s: &EmbeddedStore) {
+    let spec = HandlerSpec {
+        name: "h".into(),
+        topic: "t".into(),
+        policy: HandlerPolicy::default(),
+    };
+    s.put_handler(spec, Bytes::from_static(b"\0asm"))
+        .await
+        .unwrap();
+}
+
+fn report(outcome: Outcome) -> AttemptReport {
+    AttemptReport {
+        outcome,
+        ..AttemptReport::interrupted("", 1, "x".into())
+    }
+}
+
+#[tokio::test]
+async fn smoke_enqueue_lease_complete_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let open = || {
+        EmbeddedStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap()
+    };
+    let s = open();
+    register(&s).await;
+    let e = s
+        .enqueue(vec![NewMessage {
+            topic: "t".into(),
+            payload: Bytes::from_static(b"hi"),
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+    let leased = s.lease("h", 10).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].message.payload, Bytes::from_static(b"hi"));
+    s.complete(&leased[0].lease, report(Outcome::Ok), vec![])
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.complete(&leased[0].lease, report(Outcome::Ok), vec![])
+            .await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    let second = s
+        .enqueue(vec![NewMessage {
+            topic: "t".into(),
+            payload: Bytes::from_static(b"again"),
+            ..Default::default()
+        }])
+        .await
+        .unwrap();
+    let _held = s.lease("h", 10).await.unwrap();
+    drop(s);
+    let s = open();
+    let st = s.message(e[0].id).await.unwrap();
+    assert_eq!(st.deliveries[0].state, DeliveryState::Succeeded);
+    let st = s.message(second[0].id).await.unwrap();
+    assert_eq!(
+        st.deliveries[0].state,
+        DeliveryState::Retrying,
+        "released on open, waiting out the policy's backoff"
+    );
+    assert_eq!(
+        st.deliveries[0].attempts[0]
+            .report
+            .as_ref()
+            .unwrap()
+            .outcome
+            .kind(),
+        "interrupted"
+    );
+    let stats = s.stats().await.unwrap();
+    assert_eq!(stats.handlers[0].counts[&DeliveryState::Succeeded], 1);
+    assert_eq!(stats.handlers[0].counts[&DeliveryState::Retrying], 1);
+}
+#[tokio::test]
+async fn disk_full_refuses_acknowledgement_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let s =
+        EmbeddedStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
+    register(&s).await;
+    let msg = |p: &'static [u8]| NewMessage {
+        topic: "t".into(),
+        payload: Bytes::from_static(p),
+        ..Default::default()
+    };
+    let acked = s.enqueue(vec![msg(b"before")]).await.unwrap();
+    s.inject_fault(Some(std::io::ErrorKind::StorageFull));
+    let err = s.enqueue(vec![msg(b"during")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::DiskFull(_)), "{err}");
+    assert!(err.is_unavailable());
+    s.inject_fault(None);
+    let after = s.enqueue(vec![msg(b"after")]).await.unwrap();
+    drop(s);
+    let s = EmbeddedStore::open(dir.path(), StoreConfig::default(), Arc::new(clock)).unwrap();
+    s.message(acked[0].id).await.unwrap();
+    s.message(after[0].id).await.unwrap();
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let s =
+        EmbeddedStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
+    register(&s).await;
+    let before = s.stats().await.unwrap();
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let m = NewMessage {
+                    topic: "t".into(),
+                    payload: Bytes::from(format!("{i}")),
+                    ..Default::default()
+                };
+                s.enqueue(vec![m]).await.unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after = s.stats().await.unwrap();
+    assert_eq!(
+        after.flushed_ops - before.flushed_ops,
+        64,
+        "every enqueue waited for a flush"
+    );
+    let flushes = after.flushes - before.flushes;
+    assert!(
+        flushes < 64,
+        "64 concurrent enqueues took {flushes} flushes: no group commit"
+    );
+    let batched: u64 = after.flush_batches.iter().map(|(_, n)| n).sum();
+    assert_eq!(batched, after.flushes);
+}
+/// Enqueues `n` messages of 100 bytes to topic `t`, one call each.
+async fn enqueue_one_by_one(s: &EmbeddedStore, n: usize) -> Vec<MessageId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let m = NewMessage {
+            topic: "t".into(),
+            payload: Bytes::from(vec![i as u8; 100]),
+            ..Default::default()
+        };
+        ids.push(s.enqueue(vec![m]).await.unwrap()[0].id);
+    }
+    ids
+}
+
+/// A store in `dir` that checkpoints every 4 KiB of log, with a handler.
+async fn small_checkpoints(dir: &Path) -> EmbeddedStore {
+    let s =
+        EmbeddedStore::open(dir, small_checkpoint_config(), Arc::new(checkpoint_clock())).unwrap();
+    register(&s).await;
+    s
+}
+
+fn small_checkpoint_config() -> StoreConfig {
+    StoreConfig {
+        checkpoint_bytes: 4096,
+        ..StoreConfig::default()
+    }
+}
+
+fn checkpoint_clock() -> ManualClock {
+    ManualClock::new(Timestamp(1_800_000_000_000))
+}
+
+/// Drops `s`, reopens its directory and checks that every one of `ids`
+/// is there, all ready.
+async fn reopen_and_find(s: EmbeddedStore, dir: &Path, ids: &[MessageId]) {
+    drop(s);
+    let s =
+        EmbeddedStore::open(dir, small_checkpoint_config(), Arc::new(checkpoint_clock())).unwrap();
+    for id in ids {
+        s.message(*id).await.unwrap();
+    }
+    assert_eq!(
+        s.stats().await.unwrap().handlers[0].counts[&DeliveryState::Ready],
+        ids.len() as u64
+    );
+}
+
+#[tokio::test]
+async fn checkpoints_bound_the_log_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = small_checkpoints(dir.path()).await;
+    let ids = enqueue_one_by_one(&s, 200).await;
+    let logs = wal::files(&dir.path().join("wal")).unwrap();
+    assert!(
+        logs.len() <= 2,
+        "old log files are deleted after a checkpoint: {logs:?}"
+    );
+    assert_eq!(ids.len(), 200);
+    reopen_and_find(s, dir.path(), &ids).await;
+}
+
+#[tokio::test]
+async fn a_failed_checkpoint_keeps_the_log_for_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let s = small_checkpoints(dir.path()).await;
+    s.inject_checkpoint_fault(true);
+    let mut ids = enqueue_one_by_one(&s, 200).await;
+    assert!(
+        wal::files(&wal_dir).unwrap().len() > 2,
+        "failed checkpoints delete no log file"
+    );
+    s.inject_checkpoint_fault(false);
+    ids.extend(enqueue_one_by_one(&s, 200).await);
+    // Checkpoints run on their own thread: wait for one to succeed.
+    for _ in 0..500 {
+        if wal::files(&wal_dir).unwrap().len() <= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        wal::files(&wal_dir).unwrap().len() <= 2,
+        "a successful checkpoint deletes the files the failed ones kept"
+    );
+    // Those files held the failed checkpoints' writes: they survive only
+    // if the checkpoint that succeeded copied them before deleting them.
+    assert_eq!(ids.len(), 400);
+    reopen_and_find(s, dir.path(), &ids).await;
+}
