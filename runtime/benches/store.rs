@@ -34,7 +34,7 @@ use bytes::Bytes;
 
 use sluice::clock::SystemClock;
 use sluice::policy::HandlerPolicy;
-use sluice::store::conformance::{module, ok};
+use sluice::store::conformance::helpers::{module, ok};
 use sluice::store::{HandlerSpec, NewMessage, SledStore, Store, StoreConfig};
 
 /// The `sluice` binary's allocator (feature `mimalloc`, on by default).

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use sluice::clock::SystemClock;
 use sluice::policy::HandlerPolicy;
-use sluice::store::conformance::{module, ok};
+use sluice::store::conformance::helpers::{module, ok};
 use sluice::store::{
     DeliveryState, HandlerSpec, NewMessage, SledStore, Store, StoreConfig, StoreError,
 };

@@ -29,7 +29,7 @@ use rand::rngs::StdRng;
 use sluice::clock::{Clock, ManualClock, Timestamp};
 use sluice::outcome::Outcome;
 use sluice::policy::{Disposition, HandlerPolicy};
-use sluice::store::conformance::{T0, assert_backoff, failed, module, ok, report};
+use sluice::store::conformance::helpers::{T0, assert_backoff, failed, module, ok, report};
 use sluice::store::{
     DeliveryId, DeliveryState, HandlerSpec, Lease, MessageId, NewMessage, SledStore, Store,
     StoreConfig, StoreError,

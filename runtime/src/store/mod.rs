@@ -3,7 +3,9 @@
 //! [`Store`] speaks queue, not storage: enqueue, lease, extend, complete, fail,
 //! replay, promote due, rescue expired, prune, stats. Nothing in it is shaped like
 //! sled, so NATS JetStream or Postgres can implement it later; every backend runs
-//! the shared [`conformance`] suite. [`SledStore`] is the embedded default.
+//! the shared conformance suite (`conformance/`, one file per verb group: a test
+//! kit, compiled only for tests and with feature `testkit`; see docs/store.md).
+//! [`SledStore`] is the embedded default.
 //!
 //! # Invariants every backend keeps
 //! - **Durable before acknowledged.** A verb that changes state returns `Ok` only
@@ -34,6 +36,7 @@ use crate::outcome::Outcome;
 use crate::policy::{Disposition, HandlerPolicy, PolicyError};
 
 mod attempt_codec;
+#[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 mod image;
 mod keys;
