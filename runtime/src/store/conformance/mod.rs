@@ -21,7 +21,7 @@
 //! ```
 //!
 //! Each case is an `async fn(Ctx<H>)`: [`run`] gives it a fresh [`Ctx`] (the
-//! harness, the open store and a [`ManualClock`](crate::clock::ManualClock) at
+//! harness, the open store and a [`ManualClock`] at
 //! [`T0`](helpers::T0)) on a multi-threaded tokio runtime. No case sleeps. Where
 //! the contract leaves a value open (backoff jitter, whether a released lease
 //! waits a backoff) the cases check bounds, not one value.
