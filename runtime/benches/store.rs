@@ -34,8 +34,8 @@ use bytes::Bytes;
 
 use sluice::clock::SystemClock;
 use sluice::policy::HandlerPolicy;
-use sluice::store::conformance::{module, ok};
-use sluice::store::{EmbeddedStore, HandlerSpec, NewMessage, Store, StoreConfig};
+use sluice::store::conformance::helpers::{handler_with, ok};
+use sluice::store::{EmbeddedStore, NewMessage, Store, StoreConfig};
 
 /// The `sluice` binary's allocator (feature `mimalloc`, on by default).
 #[cfg(feature = "mimalloc")]
@@ -65,15 +65,11 @@ async fn open(dir: &Path) -> Arc<EmbeddedStore> {
         ..StoreConfig::default()
     };
     let store = EmbeddedStore::open(dir, config, Arc::new(SystemClock)).expect("open");
-    let spec = HandlerSpec {
-        name: "worker".into(),
-        topic: "bench".into(),
-        policy: HandlerPolicy {
-            concurrency: 512,
-            ..HandlerPolicy::default()
-        },
+    let policy = HandlerPolicy {
+        concurrency: 512,
+        ..HandlerPolicy::default()
     };
-    store.put_handler(spec, module(0)).await.expect("register");
+    handler_with(&store, "worker", "bench", policy).await;
     Arc::new(store)
 }
 

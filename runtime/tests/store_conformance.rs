@@ -1,4 +1,5 @@
-//! The shared store conformance suite ([`sluice::store::conformance`]) run against
+//! The shared store conformance suite ([`sluice::store::conformance`], feature
+//! `testkit`) run against
 //! the sled backend: one test per case, each in a fresh temporary directory.
 //!
 //! Run: `cargo test -p sluice --test store_conformance`.

@@ -29,10 +29,8 @@ use uuid::Uuid;
 
 use sluice::clock::SystemClock;
 use sluice::policy::HandlerPolicy;
-use sluice::store::conformance::{module, ok};
-use sluice::store::{
-    DeliveryState, EmbeddedStore, HandlerSpec, NewMessage, Store, StoreConfig, StoreError,
-};
+use sluice::store::conformance::helpers::{handler_with, ok};
+use sluice::store::{DeliveryState, EmbeddedStore, NewMessage, Store, StoreConfig, StoreError};
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD_DIR";
 const ROUNDS: usize = 15;
@@ -72,15 +70,11 @@ fn child_process_entry() {
         match store.handler("h").await {
             Ok(_) => {}
             Err(StoreError::UnknownHandler(_)) => {
-                let spec = HandlerSpec {
-                    name: "h".into(),
-                    topic: "t".into(),
-                    policy: HandlerPolicy {
-                        concurrency: 64,
-                        ..HandlerPolicy::default()
-                    },
+                let policy = HandlerPolicy {
+                    concurrency: 64,
+                    ..HandlerPolicy::default()
                 };
-                store.put_handler(spec, module(0)).await.expect("register");
+                handler_with(&*store, "h", "t", policy).await;
             }
             Err(e) => panic!("handler: {e}"),
         }

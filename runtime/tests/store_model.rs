@@ -29,10 +29,12 @@ use rand::rngs::StdRng;
 use sluice::clock::{Clock, ManualClock, Timestamp};
 use sluice::outcome::Outcome;
 use sluice::policy::{Disposition, HandlerPolicy};
-use sluice::store::conformance::{T0, assert_backoff, failed, module, ok, report, rescue_expired};
+use sluice::store::conformance::helpers::{
+    assert_backoff, failed, handler_with, manual_clock, ok, report, rescue_expired,
+};
 use sluice::store::{
-    DeliveryId, DeliveryState, EmbeddedStore, HandlerSpec, Lease, MessageId, NewMessage, Store,
-    StoreConfig, StoreError,
+    DeliveryId, DeliveryState, EmbeddedStore, Lease, MessageId, NewMessage, Store, StoreConfig,
+    StoreError,
 };
 
 /// Handlers: `a` and `b` on topic `t` (fan-out, ordering keys, delays); `c` on
@@ -295,20 +297,10 @@ impl World {
 
     async fn new() -> World {
         let dir = tempfile::tempdir().expect("tempdir");
-        let clock = ManualClock::new(T0);
+        let clock = manual_clock();
         let store = World::open(dir.path(), &clock);
         for (i, h) in HANDLERS.iter().enumerate() {
-            store
-                .put_handler(
-                    HandlerSpec {
-                        name: (*h).into(),
-                        topic: topic_of(i).into(),
-                        policy: policy(),
-                    },
-                    module(0),
-                )
-                .await
-                .expect("register");
+            handler_with(&store, h, topic_of(i), policy()).await;
         }
         World {
             dir,

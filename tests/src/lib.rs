@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sluice::clock::{Clock, ManualClock, Timestamp};
+use sluice::clock::{Clock, ManualClock};
 use sluice::metrics::Metrics;
 use sluice::policy::HandlerPolicy;
 use sluice::sandbox::{Sandbox, SandboxConfig};
+use sluice::store::conformance::helpers::{manual_clock, msg, register};
 use sluice::store::{
-    DeliveryState, EmbeddedStore, HandlerRecord, HandlerSpec, MessageId, MessageStatus, NewMessage,
-    Store, StoreConfig,
+    DeliveryState, EmbeddedStore, HandlerRecord, MessageId, MessageStatus, NewMessage, Store,
+    StoreConfig,
 };
 use sluice::worker::{Runner, RunnerConfig};
 
@@ -65,7 +66,7 @@ impl Harness {
     /// Starts a runner whose sandbox runs at most `pool_instances` attempts at once.
     pub async fn start_with_pool(pool_instances: u32) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+        let clock = manual_clock();
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
         let store = Arc::new(
             EmbeddedStore::open(
@@ -118,27 +119,12 @@ impl Harness {
         policy: HandlerPolicy,
     ) -> HandlerRecord {
         let wasm = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        self.store
-            .put_handler(
-                HandlerSpec {
-                    name: name.into(),
-                    topic: topic.into(),
-                    policy,
-                },
-                Bytes::from(wasm),
-            )
-            .await
-            .expect("register")
+        register(&*self.store, name, topic, policy, Bytes::from(wasm)).await
     }
 
     /// Enqueues one message.
     pub async fn enqueue(&self, topic: &str, payload: &str) -> MessageId {
-        self.enqueue_message(NewMessage {
-            topic: topic.into(),
-            payload: Bytes::from(payload.to_string()),
-            ..Default::default()
-        })
-        .await
+        self.enqueue_message(msg(topic, payload)).await
     }
 
     /// Enqueues one message with all its options.

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sluice::outcome::Outcome;
 use sluice::policy::HandlerPolicy;
-use sluice::store::{DeliveryState, HandlerSpec, MessageId, Store};
+use sluice::store::conformance::helpers::register;
+use sluice::store::{DeliveryState, MessageId};
 use sluice_tests::{Harness, example};
 
 /// Abusers, their module, and the outcome kind each attempt must end with
@@ -59,17 +60,7 @@ async fn register_abusers(h: &Harness) {
             concurrency: 2,
             ..HandlerPolicy::default()
         };
-        h.store
-            .put_handler(
-                HandlerSpec {
-                    name: (*name).into(),
-                    topic: "abuse".into(),
-                    policy,
-                },
-                fixture(module),
-            )
-            .await
-            .expect("register abuser");
+        register(&*h.store, name, "abuse", policy, fixture(module)).await;
     }
 }
 
@@ -193,17 +184,14 @@ async fn the_environment_probe_detects_a_variable_it_should_not_see() {
         env: BTreeMap::from([("HOME".to_string(), "/root".to_string())]),
         ..HandlerPolicy::default()
     };
-    h.store
-        .put_handler(
-            HandlerSpec {
-                name: "probe".into(),
-                topic: "probe".into(),
-                policy,
-            },
-            fixture("read_host_env"),
-        )
-        .await
-        .unwrap();
+    register(
+        &*h.store,
+        "probe",
+        "probe",
+        policy,
+        fixture("read_host_env"),
+    )
+    .await;
     let status = h.settle(h.enqueue("probe", "x").await).await;
     let report = status.deliveries[0].attempts[0].report.as_ref().unwrap();
     assert_eq!(report.outcome, Outcome::Ok, "{report:#?}");

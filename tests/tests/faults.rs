@@ -19,7 +19,8 @@ use sluice::clock::SystemClock;
 use sluice::metrics::Metrics;
 use sluice::policy::HandlerPolicy;
 use sluice::sandbox::{Sandbox, SandboxConfig};
-use sluice::store::{DeliveryState, EmbeddedStore, HandlerSpec, Store, StoreConfig};
+use sluice::store::conformance::helpers;
+use sluice::store::{DeliveryState, EmbeddedStore, Store, StoreConfig};
 use sluice_tests::{Harness, example};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -103,17 +104,14 @@ fn open(dir: &std::path::Path) -> Arc<EmbeddedStore> {
 
 async fn register(store: &EmbeddedStore, name: &str, topic: &str) {
     let wasm = std::fs::read(example("rust", "ack")).unwrap();
-    store
-        .put_handler(
-            HandlerSpec {
-                name: name.into(),
-                topic: topic.into(),
-                policy: HandlerPolicy::default(),
-            },
-            Bytes::from(wasm),
-        )
-        .await
-        .unwrap();
+    helpers::register(
+        store,
+        name,
+        topic,
+        HandlerPolicy::default(),
+        Bytes::from(wasm),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@
 //! | what happens to leases after a crash? | `embedded/recover.rs` |
 //! | how are expired leases rescued? | `worker/maintenance/rescue.rs` asks [`Store::expired_leases`], settles through [`Store::fail`] |
 //! | the key layout | `embedded/keys.rs` |
-//! | the conformance suite every backend passes | [`conformance`] |
+//! | the conformance suite every backend passes (a test kit: compiled for tests and with feature `testkit`; one file per verb group) | `conformance/`, docs/store.md |
 //!
 //! # Invariants every backend keeps
 //! - **Durable before acknowledged.** A verb that changes state returns `Ok` only
@@ -48,6 +48,7 @@ use crate::names::NameError;
 use crate::outcome::Outcome;
 use crate::policy::{Disposition, HandlerPolicy, PolicyError};
 
+#[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 mod embedded;
 

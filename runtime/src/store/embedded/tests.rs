@@ -5,10 +5,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
-use crate::clock::ManualClock;
 use crate::outcome::Outcome;
 use crate::policy::HandlerPolicy;
+use crate::store::conformance::helpers::{
+    assert_found_and_ready, enqueue_n, handler_with, manual_clock, report,
+};
 use crate::store::{DeliveryState, MessageId};
+
+/// Registers handler `h` on topic `t` with the default policy.
+async fn register_h(s: &EmbeddedStore) {
+    handler_with(s, "h", "t", HandlerPolicy::default()).await;
+}
 
 /// While attempts run, a flush waits for their outcomes (up to the
 /// window, here far longer than the test): eight concurrent completions
@@ -17,14 +24,14 @@ use crate::store::{DeliveryState, MessageId};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushes_gather_the_outcomes_of_running_attempts() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let clock = manual_clock();
     let config = StoreConfig {
         group_commit_window: Duration::from_secs(600),
         ..StoreConfig::default()
     };
     let s = EmbeddedStore::open(dir.path(), config, Arc::new(clock.clone())).unwrap();
     let setup = async {
-        register(&s).await;
+        register_h(&s).await;
         for i in 0..8 {
             let m = NewMessage {
                 topic: "t".into(),
@@ -58,34 +65,15 @@ async fn flushes_gather_the_outcomes_of_running_attempts() {
     assert_eq!(flushes, 1, "eight outcomes, one fsync");
 }
 
-/// Registers handler `h` on topic `t`.
-async fn register(s: &EmbeddedStore) {
-    let spec = HandlerSpec {
-        name: "h".into(),
-        topic: "t".into(),
-        policy: HandlerPolicy::default(),
-    };
-    s.put_handler(spec, Bytes::from_static(b"\0asm"))
-        .await
-        .unwrap();
-}
-
-fn report(outcome: Outcome) -> AttemptReport {
-    AttemptReport {
-        outcome,
-        ..AttemptReport::interrupted("", 1, "x".into())
-    }
-}
-
 #[tokio::test]
 async fn smoke_enqueue_lease_complete_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let clock = manual_clock();
     let open = || {
         EmbeddedStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap()
     };
     let s = open();
-    register(&s).await;
+    register_h(&s).await;
     let e = s
         .enqueue(vec![NewMessage {
             topic: "t".into(),
@@ -140,10 +128,10 @@ async fn smoke_enqueue_lease_complete_restart() {
 #[tokio::test]
 async fn disk_full_refuses_acknowledgement_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let clock = manual_clock();
     let s =
         EmbeddedStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
-    register(&s).await;
+    register_h(&s).await;
     let msg = |p: &'static [u8]| NewMessage {
         topic: "t".into(),
         payload: Bytes::from_static(p),
@@ -164,10 +152,10 @@ async fn disk_full_refuses_acknowledgement_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_share_flushes() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(Timestamp(1_800_000_000_000));
+    let clock = manual_clock();
     let s =
         EmbeddedStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
-    register(&s).await;
+    register_h(&s).await;
     let before = s.stats().await.unwrap();
     let tasks: Vec<_> = (0..64)
         .map(|i| {
@@ -199,25 +187,10 @@ async fn concurrent_writers_share_flushes() {
     let batched: u64 = after.flush_batches.iter().map(|(_, n)| n).sum();
     assert_eq!(batched, after.flushes);
 }
-/// Enqueues `n` messages of 100 bytes to topic `t`, one call each.
-async fn enqueue_one_by_one(s: &EmbeddedStore, n: usize) -> Vec<MessageId> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let m = NewMessage {
-            topic: "t".into(),
-            payload: Bytes::from(vec![i as u8; 100]),
-            ..Default::default()
-        };
-        ids.push(s.enqueue(vec![m]).await.unwrap()[0].id);
-    }
-    ids
-}
-
 /// A store in `dir` that checkpoints every 4 KiB of log, with a handler.
 async fn small_checkpoints(dir: &Path) -> EmbeddedStore {
-    let s =
-        EmbeddedStore::open(dir, small_checkpoint_config(), Arc::new(checkpoint_clock())).unwrap();
-    register(&s).await;
+    let s = EmbeddedStore::open(dir, small_checkpoint_config(), Arc::new(manual_clock())).unwrap();
+    register_h(&s).await;
     s
 }
 
@@ -228,30 +201,19 @@ fn small_checkpoint_config() -> StoreConfig {
     }
 }
 
-fn checkpoint_clock() -> ManualClock {
-    ManualClock::new(Timestamp(1_800_000_000_000))
-}
-
 /// Drops `s`, reopens its directory and checks that every one of `ids`
 /// is there, all ready.
 async fn reopen_and_find(s: EmbeddedStore, dir: &Path, ids: &[MessageId]) {
     drop(s);
-    let s =
-        EmbeddedStore::open(dir, small_checkpoint_config(), Arc::new(checkpoint_clock())).unwrap();
-    for id in ids {
-        s.message(*id).await.unwrap();
-    }
-    assert_eq!(
-        s.stats().await.unwrap().handlers[0].counts[&DeliveryState::Ready],
-        ids.len() as u64
-    );
+    let s = EmbeddedStore::open(dir, small_checkpoint_config(), Arc::new(manual_clock())).unwrap();
+    assert_found_and_ready(&s, "h", ids).await;
 }
 
 #[tokio::test]
 async fn checkpoints_bound_the_log_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = small_checkpoints(dir.path()).await;
-    let ids = enqueue_one_by_one(&s, 200).await;
+    let ids = enqueue_n(&s, "t", 200).await;
     let logs = wal::files(&dir.path().join("wal")).unwrap();
     assert!(
         logs.len() <= 2,
@@ -267,13 +229,13 @@ async fn a_failed_checkpoint_keeps_the_log_for_the_next_one() {
     let wal_dir = dir.path().join("wal");
     let s = small_checkpoints(dir.path()).await;
     s.inject_checkpoint_fault(true);
-    let mut ids = enqueue_one_by_one(&s, 200).await;
+    let mut ids = enqueue_n(&s, "t", 200).await;
     assert!(
         wal::files(&wal_dir).unwrap().len() > 2,
         "failed checkpoints delete no log file"
     );
     s.inject_checkpoint_fault(false);
-    ids.extend(enqueue_one_by_one(&s, 200).await);
+    ids.extend(enqueue_n(&s, "t", 200).await);
     // Checkpoints run on their own thread: wait for one to succeed.
     for _ in 0..500 {
         if wal::files(&wal_dir).unwrap().len() <= 2 {
