@@ -58,7 +58,7 @@ pub use cache::ModuleOrigin;
 pub use capture::Captured;
 pub use config::{Limits, SandboxConfig};
 pub use error::SandboxError;
-pub use run::{Execution, GuestMetadata, Invocation, validate_env};
+pub use run::{Execution, GuestMetadata, Invocation, MAX_ENV_BYTES, validate_env};
 pub use validate::{ModuleInfo, ValidationError, validate};
 
 use cache::{DiskCache, Lookup};
@@ -244,7 +244,7 @@ impl Sandbox {
     ) -> Result<Execution, SandboxError> {
         let inner = &*self.inner;
         invocation.limits.check(&inner.config)?;
-        validate_env(&invocation.env)?;
+        validate_env(invocation.env.iter().map(|(k, v)| (k, v)))?;
         let _slot = inner
             .slots
             .acquire()
