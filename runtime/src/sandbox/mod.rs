@@ -18,6 +18,8 @@
 //! - [`abi`]: the ABI's constants and the `sluice::publish` / `sluice::log` host
 //!   functions.
 //! - [`capture`]: capped stdout/stderr capture.
+//! - [`wasi_guard`]: the WASI functions sluice defines itself (`random_get` in
+//!   pieces, `sock_*` denied and counted without host log lines).
 //! - [`cache`]: the on-disk compiled-module cache.
 //! - [`run`]: one attempt, from a fresh instance to an [`Outcome`](crate::outcome::Outcome).
 //! - [`error`](mod@error): [`SandboxError`].
@@ -39,6 +41,7 @@ pub mod config;
 pub mod error;
 pub mod run;
 pub mod validate;
+pub mod wasi_guard;
 
 use std::fmt;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -148,7 +151,10 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         let linked =
             wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
-                .and_then(|()| abi::add_to_linker(&mut linker, |s: &mut HostState| &mut s.abi));
+                .and_then(|()| abi::add_to_linker(&mut linker, |s: &mut HostState| &mut s.abi))
+                .and_then(|()| {
+                    wasi_guard::add_to_linker(&mut linker, |s: &mut HostState| &mut s.guard)
+                });
         linked.map_err(|e| SandboxError::Config(format!("cannot define host functions: {e:#}")))?;
 
         let cache = match &config.cache_dir {

@@ -14,6 +14,7 @@ use super::capture::{CappedPipe, Captured};
 use super::config::{Limits, SandboxConfig};
 use super::error::SandboxError;
 use super::validate::MAX_TABLE_ELEMENTS;
+use super::wasi_guard::WasiGuard;
 use crate::outcome::Outcome;
 
 /// Who the guest is running for: becomes the `SLUICE_*` environment variables
@@ -150,6 +151,7 @@ where
 pub(crate) struct HostState {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) abi: GuestAbi,
+    pub(crate) guard: WasiGuard,
     limiter: MemoryLimiter,
 }
 
@@ -242,6 +244,7 @@ pub(crate) async fn run(
     let state = HostState {
         wasi: wasi.build_p1(),
         abi: GuestAbi::default(),
+        guard: WasiGuard::default(),
         limiter: MemoryLimiter {
             limit: limits.memory_bytes,
             peak: 0,
@@ -305,10 +308,14 @@ pub(crate) async fn run(
     } else {
         Vec::new()
     };
+    let mut stderr = stderr.take();
+    if let Some(note) = state.guard.note() {
+        stderr.bytes.extend_from_slice(note.as_bytes());
+    }
     Ok(Execution {
         outcome,
         stdout: stdout.take(),
-        stderr: stderr.take(),
+        stderr,
         published,
         logs: state.abi.logs,
         logs_truncated: state.abi.logs_truncated,
