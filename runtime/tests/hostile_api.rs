@@ -258,3 +258,17 @@ async fn a_path_parameter_that_does_not_decode_is_a_json_400() {
         assert!(m.starts_with("invalid path"), "{path}: {m}");
     }
 }
+
+#[tokio::test]
+async fn registration_past_the_function_bound_is_a_400_naming_it() {
+    let (app, _dir) = app(None);
+    let wat = format!(
+        r#"(module (memory (export "memory") 1) (func (export "_start")) {})"#,
+        "(func)".repeat(sluice::sandbox::validate::MAX_FUNCTIONS as usize)
+    );
+    let req = Request::put("/v1/handlers/h?topic=t")
+        .body(Body::from(wat::parse_str(wat).unwrap()))
+        .unwrap();
+    let m = refused(&app, req, StatusCode::BAD_REQUEST, "invalid_module").await;
+    assert!(m.contains("functions; at most 50000"), "{m}");
+}

@@ -747,3 +747,29 @@ async fn denied_socket_calls_are_counted_in_stderr_not_logged_by_the_host() {
         "the host logged the guest's calls: {logged}"
     );
 }
+
+#[test]
+fn a_module_past_the_function_bound_is_refused_before_compiling() {
+    let max = validate::MAX_FUNCTIONS as usize;
+    let module = |functions: usize| {
+        let wat = format!(
+            r#"(module (memory (export "memory") 1) (func (export "_start")) {})"#,
+            "(func)".repeat(functions - 1)
+        );
+        wat::parse_str(wat).unwrap()
+    };
+    validate(&module(max), 16 << 20).unwrap();
+    let e = validate(&module(max + 1), 16 << 20).unwrap_err();
+    assert_eq!(
+        e,
+        ValidationError::TooMany {
+            what: "functions",
+            count: max as u32 + 1,
+            max: max as u32
+        }
+    );
+    assert!(
+        e.to_string().contains("50001 functions; at most 50000"),
+        "{e}"
+    );
+}

@@ -93,6 +93,10 @@ struct Inner {
     linker: Linker<HostState>,
     config: SandboxConfig,
     cache: Option<DiskCache>,
+    /// Held while compiling: one compile at a time in the whole runner (API
+    /// registrations and workers alike), so compiles never take the memory
+    /// and cores running attempts need; a second waits (cache hits do not).
+    compiling: std::sync::Mutex<()>,
     /// One permit per instance slot: `invoke` waits for a permit, so a full pool
     /// delays attempts instead of failing them.
     slots: Semaphore,
@@ -138,6 +142,8 @@ impl Sandbox {
         let mut wasm = wasmtime::Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
+            // A compile takes one core, never every core running attempts need.
+            .parallel_compilation(false)
             .consume_fuel(config.fuel)
             .max_wasm_stack(config.max_wasm_stack)
             .async_stack_size(config.max_wasm_stack + (1 << 20))
@@ -168,6 +174,7 @@ impl Sandbox {
                 engine,
                 linker,
                 slots: Semaphore::new(n as usize),
+                compiling: std::sync::Mutex::new(()),
                 cache,
                 config,
                 _ticker: ticker,
@@ -189,7 +196,11 @@ impl Sandbox {
     /// from the disk cache) and prepares it for instantiation.
     ///
     /// This compiles on the calling thread (milliseconds to seconds for large
-    /// modules): from async code, call it inside `spawn_blocking`. A cache that
+    /// modules), one compile at a time per sandbox and on that one thread
+    /// (no parallel compilation, so a compile takes one core, never all of
+    /// them): from async code, call it inside `spawn_blocking`. What one
+    /// compile may cost is bounded by validation ([`validate::MAX_FUNCTIONS`],
+    /// [`validate::MAX_CODE_BYTES`]). A cache that
     /// cannot be written is logged and skipped, never an error.
     pub fn load(&self, wasm: &[u8], limits: &Limits) -> Result<Arc<LoadedModule>, SandboxError> {
         let inner = &*self.inner;
@@ -197,6 +208,7 @@ impl Sandbox {
         let info = validate(wasm, limits.memory_bytes)?;
         let sha256 = hex::encode(Sha256::digest(wasm));
         let compile = || {
+            let _one_at_a_time = inner.compiling.lock().unwrap_or_else(|p| p.into_inner());
             Module::from_binary(&inner.engine, wasm).map_err(|e| SandboxError::Compile {
                 sha256: sha256.clone(),
                 message: format!("{e:#}"),
