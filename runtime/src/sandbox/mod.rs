@@ -30,9 +30,12 @@
 //! [`SandboxConfig::epoch_tick`]. [`Sandbox::load`] validates and compiles a
 //! module once (through the disk cache) into an `InstancePre`;
 //! [`Sandbox::invoke`] takes an instance slot (waiting if the pool is full),
-//! instantiates, runs `_start` with async WASI so no WASI call blocks a runtime
-//! thread, and yields to the runtime at every epoch tick so a busy guest neither
-//! starves other tasks nor outlives its timeout.
+//! then runs the attempt on the sandbox's own guest runtime (one thread per
+//! core, at nice [`GUEST_NICE`]): instantiates, runs `_start` with async WASI so
+//! no WASI call blocks a thread, and yields at every epoch tick so a busy guest
+//! neither starves other guests nor outlives its timeout. The caller's runtime
+//! (the API, completions, upkeep) only awaits the result, so it is never queued
+//! behind a spinning guest.
 
 pub mod abi;
 pub mod cache;
@@ -100,6 +103,10 @@ struct Inner {
     /// One permit per instance slot: `invoke` waits for a permit, so a full pool
     /// delays attempts instead of failing them.
     slots: Semaphore,
+    /// Where guests run: their own threads, one per core, at a lower
+    /// scheduling priority, so busy guests never queue the control plane (API,
+    /// completions, upkeep) behind them.
+    guests: GuestRuntime,
     _ticker: Ticker,
 }
 
@@ -169,12 +176,15 @@ impl Sandbox {
         };
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)
             .map_err(|e| SandboxError::Config(format!("cannot start the epoch ticker: {e}")))?;
+        let guests = GuestRuntime::start()
+            .map_err(|e| SandboxError::Config(format!("cannot start the guest threads: {e}")))?;
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 engine,
                 linker,
                 slots: Semaphore::new(n as usize),
                 compiling: std::sync::Mutex::new(()),
+                guests,
                 cache,
                 config,
                 _ticker: ticker,
@@ -268,7 +278,68 @@ impl Sandbox {
             .acquire()
             .await
             .expect("the slot semaphore is never closed");
-        run::run(&module.pre, &module.sha256, &inner.config, invocation).await
+        let (pre, sha256, config) = (
+            module.pre.clone(),
+            module.sha256.clone(),
+            inner.config.clone(),
+        );
+        let task = inner
+            .guests
+            .runtime()
+            .spawn(async move { run::run(&pre, &sha256, &config, invocation).await });
+        // Dropping this call (a shutdown's abort) stops the guest too.
+        let _abort = AbortOnDrop(task.abort_handle());
+        task.await
+            .map_err(|e| SandboxError::GuestTask(e.to_string()))?
+    }
+}
+
+/// Aborts a spawned guest task when the call awaiting it is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Nice value of guest threads: 10, so a thread of the control plane (nice 0)
+/// gets about nine times a guest thread's share of a busy core.
+pub const GUEST_NICE: i32 = 10;
+
+/// The guests' own multi-threaded tokio runtime, one worker thread per core,
+/// each at [`GUEST_NICE`]. The runtime is shut down in the background when the
+/// last [`Sandbox`] clone goes (dropping it in place would block, which async
+/// code must not).
+struct GuestRuntime(Option<tokio::runtime::Runtime>);
+
+impl GuestRuntime {
+    fn start() -> std::io::Result<GuestRuntime> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores)
+            .thread_name("sluice-guest")
+            .on_thread_start(|| {
+                let tid = rustix::thread::gettid();
+                if let Err(e) = rustix::process::setpriority_process(Some(tid), GUEST_NICE) {
+                    tracing::debug!(error = %e, "cannot lower a guest thread's priority");
+                }
+            })
+            .enable_all()
+            .build()?;
+        Ok(GuestRuntime(Some(runtime)))
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for GuestRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
