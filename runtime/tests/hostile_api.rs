@@ -60,7 +60,7 @@ fn enqueue(headers: &[(&str, &str)]) -> Request<Body> {
     req.body(Body::from("x")).unwrap()
 }
 
-fn batch(items: Value) -> Request<Body> {
+fn batch(items: &Value) -> Request<Body> {
     Request::post("/v1/topics/t/messages:batch")
         .header("content-type", "application/json")
         .body(Body::from(items.to_string()))
@@ -132,7 +132,13 @@ async fn batch_headers_are_held_to_the_single_routes_rules() {
         json!({"": "x"}),
     ] {
         let items = json!([{"payload": "ok"}, {"payload": "x", "headers": headers}]);
-        let m = refused(&app, batch(items), StatusCode::BAD_REQUEST, "invalid_input").await;
+        let m = refused(
+            &app,
+            batch(&items),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        )
+        .await;
         assert!(m.starts_with("message 1: invalid header"), "{headers}: {m}");
     }
     // The single route refuses an empty name the same way.
@@ -145,7 +151,7 @@ async fn batch_headers_are_held_to_the_single_routes_rules() {
     .await;
     assert!(m.contains("header name"), "{m}");
     let items = json!([{"payload": "x", "headers": {"trace-id": "a b"}}]);
-    assert_eq!(call(&app, batch(items)).await.0, StatusCode::ACCEPTED);
+    assert_eq!(call(&app, batch(&items)).await.0, StatusCode::ACCEPTED);
 }
 
 #[tokio::test]
@@ -224,7 +230,7 @@ async fn times_past_the_range_are_400_and_accepted_ones_read_back() {
     ] {
         let m = refused(
             &app,
-            batch(json!([{ field: value }])),
+            batch(&json!([{ field: value }])),
             StatusCode::BAD_REQUEST,
             "invalid_input",
         )
