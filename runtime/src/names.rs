@@ -78,6 +78,49 @@ pub fn validate_key(what: &'static str, key: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Longest message header name, in bytes.
+pub const MAX_HEADER_NAME_LEN: usize = 128;
+/// Longest message header value, in bytes.
+pub const MAX_HEADER_VALUE_LEN: usize = 4096;
+
+/// Checks one message header, however it arrived (a `Sluice-Header-*` HTTP
+/// header or a batch entry's `headers`): the name is 1 to 128 bytes of lower
+/// case HTTP token characters (`a-z 0-9 ! # $ % & ' * + - . ^ _ | ~`), the value
+/// at most 4096 bytes of visible ASCII, spaces and tabs (no control bytes).
+pub fn validate_header(name: &str, value: &str) -> Result<(), NameError> {
+    const TOKEN: &[u8] = b"!#$%&'*+-.^_`|~";
+    if name.is_empty() {
+        return Err(refuse("header name", name, "must not be empty"));
+    }
+    if name.len() > MAX_HEADER_NAME_LEN {
+        return Err(refuse("header name", name, "longer than 128 bytes"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || TOKEN.contains(&b))
+    {
+        return Err(refuse(
+            "header name",
+            name,
+            "lower case letters, digits and !#$%&'*+-.^_`|~ only",
+        ));
+    }
+    if value.len() > MAX_HEADER_VALUE_LEN {
+        return Err(refuse("header value", value, "longer than 4096 bytes"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        return Err(refuse(
+            "header value",
+            value,
+            "visible ASCII, spaces and tabs only (no control bytes)",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +151,20 @@ mod tests {
         assert!(validate_key("ordering key", "").is_err());
         assert!(validate_key("ordering key", "a\0b").is_err());
         assert!(validate_key("ordering key", &"k".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn headers_follow_the_http_rules() {
+        validate_header("x-trace_id.v2", "a b\tc").unwrap();
+        for (name, value) in [
+            ("", "v"),
+            ("Upper", "v"),
+            ("a b", "v"),
+            ("a", "nul\0"),
+            ("a", "line\nbreak"),
+            ("a", "é"),
+        ] {
+            assert!(validate_header(name, value).is_err(), "{name:?}: {value:?}");
+        }
     }
 }

@@ -132,18 +132,36 @@ impl HandlerPolicy {
         if self.backoff_ms > MAX_DURATION_MS || self.backoff_max_ms > MAX_DURATION_MS {
             return bad("backoff", "at most 12 h".into());
         }
+        if self.backoff_max_ms < self.backoff_ms {
+            return bad(
+                "backoff_max",
+                format!(
+                    "{} ms is below backoff_ms ({} ms)",
+                    self.backoff_max_ms, self.backoff_ms
+                ),
+            );
+        }
         if self.fuel == Some(0) {
             return bad("fuel", "must be positive when set".into());
         }
-        for key in self.env.keys() {
-            if key.is_empty() || key.contains('=') || key.contains('\0') {
-                return bad("env", format!("variable name {key:?} is not valid"));
-            }
-            if key.starts_with("SLUICE_") {
-                return bad("env", format!("{key} is reserved for sluice's metadata"));
-            }
+        // The sandbox's own rule (it checks again before every attempt), so a
+        // configuration that could never run is refused here, once.
+        if let Err(e) = crate::sandbox::validate_env(self.env.iter()) {
+            return bad("env", e.to_string());
         }
         Ok(())
+    }
+
+    /// The policy of a JSON *object* (missing fields take their defaults).
+    /// Anything else is refused: serde would read a struct from an array by
+    /// position (`[1,2]` as `timeout_ms=1, lease_ms=2`). For
+    /// `#[serde(deserialize_with)]` and the `Sluice-Policy` header alike.
+    pub fn deserialize_object<'de, D>(d: D) -> Result<HandlerPolicy, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        let object = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        serde_json::from_value(serde_json::Value::Object(object)).map_err(serde::de::Error::custom)
     }
 
     /// The wall-clock timeout.
@@ -286,5 +304,34 @@ mod tests {
         let mut p = HandlerPolicy::default();
         p.env.insert("SLUICE_TOPIC".into(), "x".into());
         assert_eq!(p.validate().unwrap_err().field, "env");
+        let p = HandlerPolicy {
+            backoff_ms: 5_000,
+            backoff_max_ms: 1_000,
+            ..Default::default()
+        };
+        assert_eq!(p.validate().unwrap_err().field, "backoff_max");
+    }
+
+    #[test]
+    fn an_env_that_could_never_run_is_refused() {
+        for (k, v) in [("A", "nul\0inside"), ("A=B", "x"), ("", "x"), ("N\0", "x")] {
+            let mut p = HandlerPolicy::default();
+            p.env.insert(k.into(), v.into());
+            assert_eq!(p.validate().unwrap_err().field, "env", "{k:?}={v:?}");
+        }
+        let mut p = HandlerPolicy::default();
+        p.env
+            .insert("BIG".into(), "x".repeat(crate::sandbox::MAX_ENV_BYTES));
+        let e = p.validate().unwrap_err();
+        assert!(e.reason.contains("bytes"), "{e}");
+    }
+
+    #[test]
+    fn only_an_object_is_a_policy() {
+        let parse =
+            |s: &str| HandlerPolicy::deserialize_object(&mut serde_json::Deserializer::from_str(s));
+        assert!(parse("[1,2]").is_err());
+        assert!(parse("7").is_err());
+        assert_eq!(parse(r#"{"timeout_ms": 5}"#).unwrap().timeout_ms, 5);
     }
 }

@@ -13,6 +13,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration {s:?} (e.g. 30s, 1m30s, 250ms): {e}"))
 }
 
+/// Parses a message delay ([`parse_duration`]) and checks it against
+/// [`MAX_DELAY`](crate::clock::MAX_DELAY); `field` names it in the error.
+pub fn parse_delay(field: &'static str, s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s).map_err(|e| format!("{field}: {e}"))?;
+    crate::clock::check_delay(field, d).map_err(|e| e.to_string())
+}
+
 /// Parses a size such as `64MiB`, `64MB`, `512k` or `1048576` (bytes). Units are
 /// binary (k = KiB, M = MiB, G = GiB), as memory limits are.
 pub fn parse_size(s: &str) -> Result<u64, String> {

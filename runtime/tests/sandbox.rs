@@ -693,3 +693,83 @@ async fn the_disk_cache_is_used_and_bad_entries_are_recompiled() {
         .unwrap();
     assert_eq!(exec.stdout.bytes, b"ok");
 }
+
+#[tokio::test]
+async fn one_long_random_get_is_stopped_by_the_timeout_mid_call() {
+    let limits = Limits {
+        timeout: Duration::from_millis(1),
+        memory_bytes: 64 << 20,
+        fuel: None,
+    };
+    let exec = run_with("random_get_60mib", limits).await;
+    assert_eq!(exec.outcome, Outcome::Timeout { limit_ms: 1 }, "{exec:?}");
+}
+
+/// A `MakeWriter` into a shared buffer, to see what the host logs.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn denied_socket_calls_are_counted_in_stderr_not_logged_by_the_host() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/open_sockets.wat");
+    let sandbox = sandbox();
+    let module = sandbox
+        .load(&wat::parse_file(&path).unwrap(), &limits())
+        .unwrap();
+    let exec = sandbox
+        .invoke(&module, invocation(b"", limits()))
+        .await
+        .unwrap();
+    assert_eq!(exec.outcome, Outcome::Exit { code: 77 }, "{exec:?}");
+    let stderr = String::from_utf8_lossy(&exec.stderr.bytes);
+    assert!(stderr.contains("40 sock_* call(s) denied"), "{stderr}");
+    let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        !logged.contains("sock_"),
+        "the host logged the guest's calls: {logged}"
+    );
+}
+
+#[test]
+fn a_module_past_the_function_bound_is_refused_before_compiling() {
+    let max = validate::MAX_FUNCTIONS as usize;
+    let module = |functions: usize| {
+        let wat = format!(
+            r#"(module (memory (export "memory") 1) (func (export "_start")) {})"#,
+            "(func)".repeat(functions - 1)
+        );
+        wat::parse_str(wat).unwrap()
+    };
+    validate(&module(max), 16 << 20).unwrap();
+    let e = validate(&module(max + 1), 16 << 20).unwrap_err();
+    assert_eq!(
+        e,
+        ValidationError::TooMany {
+            what: "functions",
+            count: max as u32 + 1,
+            max: max as u32
+        }
+    );
+    assert!(
+        e.to_string().contains("50001 functions; at most 50000"),
+        "{e}"
+    );
+}

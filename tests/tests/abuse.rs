@@ -198,3 +198,107 @@ async fn the_environment_probe_detects_a_variable_it_should_not_see() {
     assert!(String::from_utf8_lossy(&report.stdout).contains("HOME=/root"));
     h.stop().await;
 }
+
+/// Latency of `n` enqueues through the HTTP router, one after another; returns
+/// (p50, p99).
+async fn enqueue_latency(app: &axum::Router, n: usize) -> (Duration, Duration) {
+    use tower::ServiceExt;
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let req = axum::http::Request::post("/v1/topics/probe/messages")
+            .body(axum::body::Body::from(format!("probe-{i}")))
+            .unwrap();
+        let start = Instant::now();
+        let res = app.clone().oneshot(req).await.unwrap();
+        samples.push(start.elapsed());
+        assert_eq!(res.status(), axum::http::StatusCode::ACCEPTED);
+    }
+    samples.sort();
+    (samples[n / 2], samples[n * 99 / 100])
+}
+
+/// Waits until `n` attempts of `handler` are running.
+async fn leased(h: &Harness, handler: &str, n: u64) {
+    for _ in 0..4000 {
+        let stats = h.store.stats().await.unwrap();
+        let running = stats
+            .handlers
+            .iter()
+            .find(|s| s.handler == handler)
+            .and_then(|s| s.counts.get(&DeliveryState::Leased).copied());
+        if running == Some(n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("{n} attempts of {handler} never ran at once");
+}
+
+/// The abuse benchmark's control-plane figures (issue 20): enqueue latency
+/// through the API with 0, 2 and 200 spin-loop attempts running, as a ratio to
+/// idle. Printed, never asserted (benchmarks are not timed assertions); the
+/// target is p99 under load ≤ 3× idle. Run with `--nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_latency_beside_spinning_guests() {
+    const SAMPLES: usize = 300;
+    let h = Harness::start_with_pool(256).await;
+    let app = sluice::api::router(sluice::api::ApiState::new(
+        h.store.clone(),
+        h.sandbox.clone(),
+        h.metrics.clone(),
+        None,
+    ));
+    let paused = HandlerPolicy::default();
+    h.store
+        .put_handler(
+            HandlerSpec {
+                name: "probe".into(),
+                topic: "probe".into(),
+                policy: paused,
+            },
+            fixture("spin_forever"),
+        )
+        .await
+        .unwrap();
+    h.store.set_paused("probe", true).await.unwrap();
+    let spin = HandlerPolicy {
+        timeout_ms: 120_000,
+        retries: 0,
+        concurrency: 200,
+        ..HandlerPolicy::default()
+    };
+    h.store
+        .put_handler(
+            HandlerSpec {
+                name: "spin".into(),
+                topic: "spin".into(),
+                policy: spin,
+            },
+            fixture("spin_forever"),
+        )
+        .await
+        .unwrap();
+    enqueue_latency(&app, 50).await; // warm-up
+    let mut figures = Vec::new();
+    let mut spinning = 0;
+    for target in [0u64, 2, 200] {
+        while spinning < target {
+            h.enqueue("spin", "spin").await;
+            spinning += 1;
+        }
+        if target > 0 {
+            leased(&h, "spin", target).await;
+        }
+        figures.push((target, enqueue_latency(&app, SAMPLES).await));
+    }
+    let (_, (idle50, idle99)) = figures[0];
+    for (n, (p50, p99)) in &figures {
+        println!(
+            "control plane: {n:>3} spinning attempts: enqueue p50 {p50:?} ({:.2}× idle), \
+             p99 {p99:?} ({:.2}× idle)",
+            p50.as_secs_f64() / idle50.as_secs_f64(),
+            p99.as_secs_f64() / idle99.as_secs_f64(),
+        );
+    }
+    h.stop().await;
+}

@@ -4,11 +4,11 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use serde::Deserialize;
 
 use super::dto::{CountView, DeadFilterView, DeadLettersView, DeliveryView};
-use super::{ApiError, ApiState, body, json, query, uuid};
+use super::{ApiError, ApiState, Segment, body, json, query, uuid};
 use crate::outcome::Outcome;
 use crate::store::{DeadFilter, DeliveryState, StoreError};
 
@@ -65,7 +65,7 @@ pub(super) async fn list(
 /// `GET /v1/dlq/{id}`: a dead delivery (`409 not_dead` if it is not dead).
 pub(super) async fn show(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Json<DeliveryView>, ApiError> {
     let id = uuid("delivery", &id)?;
     let delivery = state.store.delivery(id).await?;
@@ -78,7 +78,7 @@ pub(super) async fn show(
 /// `POST /v1/dlq/{id}/replay`: back to ready with fresh attempts.
 pub(super) async fn replay_one(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Json<CountView>, ApiError> {
     state.store.replay_dead(uuid("delivery", &id)?).await?;
     Ok(Json(CountView {
@@ -90,7 +90,7 @@ pub(super) async fn replay_one(
 /// `DELETE /v1/dlq/{id}`: purges one dead delivery.
 pub(super) async fn purge_one(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Json<CountView>, ApiError> {
     state.store.purge_dead_one(uuid("delivery", &id)?).await?;
     Ok(Json(CountView {

@@ -265,8 +265,8 @@ pub struct RegisterRequest {
     pub name: String,
     /// Topic to subscribe to.
     pub topic: String,
-    /// Policy; omitted fields take their defaults.
-    #[serde(default)]
+    /// Policy, a JSON object; omitted fields take their defaults.
+    #[serde(default, deserialize_with = "HandlerPolicy::deserialize_object")]
     pub policy: HandlerPolicy,
     /// The module, standard base64.
     pub module_base64: String,

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::clock::RangeError;
 use crate::names::NameError;
 use crate::policy::PolicyError;
 use crate::sandbox::SandboxError;
@@ -58,6 +59,12 @@ pub enum ApiError {
 impl From<NameError> for ApiError {
     fn from(e: NameError) -> Self {
         ApiError::Store(StoreError::InvalidName(e))
+    }
+}
+
+impl From<RangeError> for ApiError {
+    fn from(e: RangeError) -> Self {
+        ApiError::BadRequest(e.to_string())
     }
 }
 

@@ -5,19 +5,20 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 
 use super::dto::{
     AttemptsView, BatchEnqueuedView, BatchItem, DeliveryView, EnqueuedView, MessageView,
 };
-use super::{ApiError, ApiState, MAX_BATCH, body, json, uuid};
-use crate::clock::Timestamp;
+use super::{ApiError, ApiState, MAX_BATCH, Segment, body, json, uuid};
+use crate::clock::{Timestamp, check_delay};
 use crate::metrics::Metrics;
+use crate::names::validate_header;
 use crate::store::{Enqueued, NewMessage, StoreError};
-use crate::units::parse_duration;
+use crate::units::parse_delay;
 
 /// Producer's idempotency key.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -33,23 +34,22 @@ const HEADER_PREFIX: &str = "sluice-header-";
 /// `POST /v1/topics/{topic}/messages`: the raw body is the payload.
 pub(super) async fn enqueue(
     State(state): State<ApiState>,
-    Path(topic): Path<String>,
+    Segment(topic): Segment,
     headers: HeaderMap,
     payload: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<EnqueuedView>), ApiError> {
     let payload = body(payload, state.enqueue_body_limit())?;
     let text = |name: &str| header_text(&headers, name);
     let mut message_headers = BTreeMap::new();
-    for (name, value) in &headers {
+    for name in headers.keys() {
         if let Some(key) = name.as_str().strip_prefix(HEADER_PREFIX) {
-            let value = value.to_str().map_err(|_| {
-                ApiError::BadRequest(format!("header {name} is not visible ASCII text"))
-            })?;
-            message_headers.insert(key.to_string(), value.to_string());
+            let value = text(name.as_str())?.unwrap_or_default();
+            message_headers.insert(key.to_string(), value);
         }
     }
+    check_headers(&message_headers)?;
     let delay = text(DELAY)?
-        .map(|d| parse_duration(&d))
+        .map(|d| parse_delay("Sluice-Delay", &d))
         .transpose()
         .map_err(ApiError::BadRequest)?;
     let not_before = text(NOT_BEFORE)?
@@ -71,7 +71,7 @@ pub(super) async fn enqueue(
 /// enqueued atomically (all or nothing).
 pub(super) async fn enqueue_batch(
     State(state): State<ApiState>,
-    Path(topic): Path<String>,
+    Segment(topic): Segment,
     request: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<BatchEnqueuedView>), ApiError> {
     let items: Vec<BatchItem> = json(&body(request, state.batch_body_limit())?)?;
@@ -97,7 +97,7 @@ pub(super) async fn enqueue_batch(
 /// `GET /v1/messages/{id}`.
 pub(super) async fn message(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Json<MessageView>, ApiError> {
     let status = state.store.message(uuid("message", &id)?).await?;
     Ok(Json(status.into()))
@@ -106,7 +106,7 @@ pub(super) async fn message(
 /// `GET /v1/deliveries/{id}`.
 pub(super) async fn delivery(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Json<DeliveryView>, ApiError> {
     let status = state.store.delivery(uuid("delivery", &id)?).await?;
     Ok(Json(status.into()))
@@ -115,7 +115,7 @@ pub(super) async fn delivery(
 /// `GET /v1/deliveries/{id}/attempts`.
 pub(super) async fn attempts(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Json<AttemptsView>, ApiError> {
     let d = DeliveryView::from(state.store.delivery(uuid("delivery", &id)?).await?);
     Ok(Json(AttemptsView {
@@ -149,16 +149,30 @@ fn view(e: Enqueued) -> EnqueuedView {
     }
 }
 
-/// A header as text; `None` when absent.
+/// A header as text; `None` when absent. A header given more than once is
+/// refused (which one is meant cannot be told).
 fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
-    headers
-        .get(name)
-        .map(|v| {
-            v.to_str().map(str::to_string).map_err(|_| {
-                ApiError::BadRequest(format!("header {name} is not visible ASCII text"))
-            })
-        })
-        .transpose()
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "header {name} is given more than once; give it once"
+        )));
+    }
+    value
+        .to_str()
+        .map(|v| Some(v.to_string()))
+        .map_err(|_| ApiError::BadRequest(format!("header {name} is not visible ASCII text")))
+}
+
+/// The one check of a message's headers, for the single and the batch route.
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    for (name, value) in headers {
+        validate_header(name, value)?;
+    }
+    Ok(())
 }
 
 /// The not-before time from a delay (relative to the system clock) or an
@@ -198,14 +212,15 @@ fn batch_message(topic: &str, item: BatchItem) -> Result<NewMessage, ApiError> {
                 "give delay_ms or delay, not both".into(),
             ));
         }
-        (Some(ms), None) => Some(Duration::from_millis(ms)),
-        (None, Some(text)) => Some(parse_duration(&text).map_err(ApiError::BadRequest)?),
+        (Some(ms), None) => Some(check_delay("delay_ms", Duration::from_millis(ms))?),
+        (None, Some(text)) => Some(parse_delay("delay", &text).map_err(ApiError::BadRequest)?),
         (None, None) => None,
     };
     let not_before = item
         .not_before
         .map(|t| super::time("not_before", &t))
         .transpose()?;
+    check_headers(&item.headers)?;
     Ok(NewMessage {
         topic: topic.to_string(),
         payload,

@@ -28,8 +28,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, Uri};
 use axum::middleware;
 use axum::routing::{get, post, put};
@@ -120,7 +121,7 @@ const MODULE_JSON_LIMIT: usize = MAX_MODULE_BYTES / 3 * 4 + BODY_MARGIN;
 pub fn router(state: ApiState) -> Router {
     let enqueue_limit = DefaultBodyLimit::max(state.enqueue_body_limit());
     let batch_limit = DefaultBodyLimit::max(state.batch_body_limit());
-    let protected = Router::new()
+    let routes = Router::new()
         // messages
         .route(
             "/v1/topics/{topic}/messages",
@@ -158,16 +159,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/dlq/{id}/replay", post(dlq::replay_one))
         // observability
         .route("/v1/stats", get(observe::stats))
-        .route("/metrics", get(observe::metrics))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
+        .route("/metrics", get(observe::metrics));
+    // The token is checked around everything, fallbacks included: without it,
+    // an unknown path or method is 401, not 404/405.
     Router::new()
-        .route("/healthz", get(observe::healthz))
-        .merge(protected)
+        .route(auth::OPEN_PATH, get(observe::healthz))
+        .merge(routes)
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .with_state(state)
 }
 
@@ -188,6 +191,23 @@ fn body(result: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Ap
             ApiError::BadRequest(rejection.body_text())
         }
     })
+}
+
+/// One path parameter. A segment that does not decode (a bad percent-escape,
+/// not UTF-8) is our JSON 400, not axum's `text/plain` rejection.
+struct Segment(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(segment)| Segment(segment))
+            .map_err(|rejection| {
+                ApiError::BadRequest(format!("invalid path: {}", rejection.body_text()))
+            })
+    }
 }
 
 /// A JSON document from a request body, naming what does not parse.
@@ -212,6 +232,7 @@ fn query<T>(
 }
 
 /// An RFC 3339 time from a query or body field named `field`.
+/// Every accepted time is at most [`Timestamp::MAX`](crate::clock::Timestamp::MAX).
 fn time(field: &str, s: &str) -> Result<crate::clock::Timestamp, ApiError> {
     crate::clock::Timestamp::parse_rfc3339(s)
         .map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))

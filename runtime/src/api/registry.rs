@@ -8,13 +8,13 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use serde::Deserialize;
 
 use super::dto::{CountView, HandlerView, HandlersView, RegisterRequest, RemovedView};
-use super::{ApiError, ApiState, MAX_MODULE_BYTES, POLICY_HEADER, body, json, query};
+use super::{ApiError, ApiState, MAX_MODULE_BYTES, POLICY_HEADER, Segment, body, json, query};
 use crate::names::{validate_handler, validate_topic};
 use crate::policy::HandlerPolicy;
 use crate::store::HandlerSpec;
@@ -31,17 +31,29 @@ pub(super) struct RegisterQuery {
 /// JSON header `Sluice-Policy` (absent fields take their defaults).
 pub(super) async fn register_raw(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     q: Result<Query<RegisterQuery>, QueryRejection>,
     headers: HeaderMap,
     module: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<HandlerView>), ApiError> {
     let RegisterQuery { topic } = query(q)?;
     let module = body(module, MAX_MODULE_BYTES)?;
-    let policy = match headers.get(POLICY_HEADER) {
-        None => HandlerPolicy::default(),
-        Some(v) => serde_json::from_slice(v.as_bytes())
-            .map_err(|e| ApiError::BadRequest(format!("invalid Sluice-Policy header: {e}")))?,
+    let mut values = headers.get_all(POLICY_HEADER).iter();
+    let policy = match (values.next(), values.next()) {
+        (None, _) => HandlerPolicy::default(),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "header sluice-policy is given more than once; give it once".into(),
+            ));
+        }
+        (Some(v), None) => HandlerPolicy::deserialize_object(
+            &mut serde_json::Deserializer::from_slice(v.as_bytes()),
+        )
+        .map_err(|e| {
+            ApiError::BadRequest(format!(
+                "invalid Sluice-Policy header (a JSON object of policy fields): {e}"
+            ))
+        })?,
     };
     register(
         &state,
@@ -118,7 +130,7 @@ pub(super) async fn list(State(state): State<ApiState>) -> Result<Json<HandlersV
 /// `GET /v1/handlers/{name}`.
 pub(super) async fn show(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
 ) -> Result<Json<HandlerView>, ApiError> {
     Ok(Json(state.store.handler(&name).await?.into()))
 }
@@ -126,7 +138,7 @@ pub(super) async fn show(
 /// `DELETE /v1/handlers/{name}`: removes it with all its deliveries.
 pub(super) async fn remove(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
 ) -> Result<Json<RemovedView>, ApiError> {
     let deliveries = state.store.remove_handler(&name).await?;
     Ok(Json(RemovedView {
@@ -138,7 +150,7 @@ pub(super) async fn remove(
 /// `POST /v1/handlers/{name}/pause`.
 pub(super) async fn pause(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
 ) -> Result<Json<HandlerView>, ApiError> {
     Ok(Json(state.store.set_paused(&name, true).await?.into()))
 }
@@ -146,7 +158,7 @@ pub(super) async fn pause(
 /// `POST /v1/handlers/{name}/resume`.
 pub(super) async fn resume(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
 ) -> Result<Json<HandlerView>, ApiError> {
     Ok(Json(state.store.set_paused(&name, false).await?.into()))
 }
@@ -162,7 +174,7 @@ pub(super) struct ReplayQuery {
 /// message of the handler's topic enqueued at or after `since`.
 pub(super) async fn replay_since(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     q: Result<Query<ReplayQuery>, QueryRejection>,
 ) -> Result<Json<CountView>, ApiError> {
     let since = super::time("since", &query(q)?.since)?;

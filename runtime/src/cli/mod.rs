@@ -21,8 +21,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
+use crate::clock::Timestamp;
 use crate::serve::ServeArgs;
-use crate::units::{parse_duration, parse_size};
+use crate::units::{parse_delay, parse_duration, parse_size};
 
 pub mod client;
 mod commands;
@@ -179,10 +180,10 @@ pub struct EnqueueArgs {
     #[arg(long)]
     idempotency_key: Option<String>,
     /// Deliver no sooner than this from now, e.g. 10s.
-    #[arg(long, value_parser = parse_duration, conflicts_with = "at")]
+    #[arg(long, value_parser = |s: &str| parse_delay("--delay", s), conflicts_with = "at")]
     delay: Option<Duration>,
     /// Deliver no sooner than this RFC 3339 time.
-    #[arg(long)]
+    #[arg(long, value_parser = |s: &str| Timestamp::parse_rfc3339(s).map(|_| s.to_string()))]
     at: Option<String>,
     /// Message header (repeatable).
     #[arg(long = "header", value_name = "K=V", value_parser = key_value)]
@@ -435,6 +436,9 @@ mod tests {
         for line in [
             "sluice enqueue t --delay 1s --at 2030-01-01T00:00:00Z",
             "sluice enqueue t --delay soon",
+            "sluice enqueue t --delay 99999999999d",
+            "sluice enqueue t --at 10000-01-01T00:00:00Z",
+            "sluice enqueue t --at tomorrow",
             "sluice register h --topic t --module m.wasm --memory lots",
             "sluice dlq replay --all",
             "sluice dlq replay",

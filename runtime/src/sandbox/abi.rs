@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use wasmparser::ValType;
 use wasmtime::{Caller, Linker};
 
+use crate::clock::check_delay;
 use crate::names::{validate_key, validate_topic};
 
 /// Version of the guest ABI described in docs/guest-abi.md.
@@ -30,7 +31,8 @@ pub const SLUICE_ERR_BAD_POINTER: i32 = -4;
 pub const SLUICE_ERR_BAD_UTF8: i32 = -5;
 /// `publish`: the ordering key breaks the key rules.
 pub const SLUICE_ERR_INVALID_KEY: i32 = -6;
-/// `publish`: `delay_ms` is negative.
+/// `publish`: `delay_ms` is negative or longer than
+/// [`MAX_DELAY`](crate::clock::MAX_DELAY) (10 years).
 pub const SLUICE_ERR_INVALID_DELAY: i32 = -7;
 
 /// Largest payload of one published message: 1 MiB (SPEC §1's message maximum).
@@ -235,9 +237,10 @@ impl GuestAbi {
             }
             Some(key.to_owned())
         };
-        if delay_ms < 0 {
-            return SLUICE_ERR_INVALID_DELAY;
-        }
+        let delay = match u64::try_from(delay_ms).map(Duration::from_millis) {
+            Ok(d) if check_delay("delay_ms", d).is_ok() => d,
+            _ => return SLUICE_ERR_INVALID_DELAY,
+        };
         if payload.len() > MAX_PUBLISH_PAYLOAD {
             return SLUICE_ERR_PAYLOAD_TOO_LARGE;
         }
@@ -251,7 +254,7 @@ impl GuestAbi {
             topic: topic.to_owned(),
             payload: payload.to_vec(),
             ordering_key,
-            delay: (delay_ms > 0).then(|| Duration::from_millis(delay_ms as u64)),
+            delay: (!delay.is_zero()).then_some(delay),
         });
         SLUICE_OK
     }
@@ -397,6 +400,15 @@ mod tests {
             ((0, 6), (16, 5), (48, 2), 0, SLUICE_ERR_BAD_UTF8),
             ((0, 6), (16, 5), (120, 1), 0, SLUICE_ERR_INVALID_KEY),
             ((0, 6), (16, 5), (0, 0), -1, SLUICE_ERR_INVALID_DELAY),
+            ((0, 6), (16, 5), (0, 0), i64::MIN, SLUICE_ERR_INVALID_DELAY),
+            ((0, 6), (16, 5), (0, 0), i64::MAX, SLUICE_ERR_INVALID_DELAY),
+            (
+                (0, 6),
+                (16, 5),
+                (0, 0),
+                crate::clock::MAX_DELAY.as_millis() as i64 + 1,
+                SLUICE_ERR_INVALID_DELAY,
+            ),
         ];
         for (topic, payload, key, delay, code) in cases {
             assert_eq!(abi.publish(Some(&m), topic, payload, key, delay), code);

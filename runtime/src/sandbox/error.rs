@@ -62,6 +62,10 @@ pub enum SandboxError {
         /// wasmtime's error.
         message: String,
     },
+    /// The task running an attempt on the guest threads panicked or was
+    /// cancelled (a host bug or a shutdown, not the guest's doing).
+    #[error("the attempt's guest task failed: {0}")]
+    GuestTask(String),
     /// The compiled-module cache directory could not be created or used.
     #[error("module cache {}: {source}", path.display())]
     Cache {

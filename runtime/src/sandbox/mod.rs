@@ -18,6 +18,8 @@
 //! - [`abi`]: the ABI's constants and the `sluice::publish` / `sluice::log` host
 //!   functions.
 //! - [`capture`]: capped stdout/stderr capture.
+//! - [`wasi_guard`]: the WASI functions sluice defines itself (`random_get` in
+//!   pieces, `sock_*` denied and counted without host log lines).
 //! - [`cache`]: the on-disk compiled-module cache.
 //! - [`run`]: one attempt, from a fresh instance to an [`Outcome`](crate::outcome::Outcome).
 //! - [`error`](mod@error): [`SandboxError`].
@@ -28,9 +30,12 @@
 //! [`SandboxConfig::epoch_tick`]. [`Sandbox::load`] validates and compiles a
 //! module once (through the disk cache) into an `InstancePre`;
 //! [`Sandbox::invoke`] takes an instance slot (waiting if the pool is full),
-//! instantiates, runs `_start` with async WASI so no WASI call blocks a runtime
-//! thread, and yields to the runtime at every epoch tick so a busy guest neither
-//! starves other tasks nor outlives its timeout.
+//! then runs the attempt on the sandbox's own guest runtime (one thread per
+//! core, at nice [`GUEST_NICE`]): instantiates, runs `_start` with async WASI so
+//! no WASI call blocks a thread, and yields at every epoch tick so a busy guest
+//! neither starves other guests nor outlives its timeout. The caller's runtime
+//! (the API, completions, upkeep) only awaits the result, so it is never queued
+//! behind a spinning guest.
 
 pub mod abi;
 pub mod cache;
@@ -39,6 +44,7 @@ pub mod config;
 pub mod error;
 pub mod run;
 pub mod validate;
+pub mod wasi_guard;
 
 use std::fmt;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -58,7 +64,7 @@ pub use cache::ModuleOrigin;
 pub use capture::Captured;
 pub use config::{Limits, SandboxConfig};
 pub use error::SandboxError;
-pub use run::{Execution, GuestMetadata, Invocation, validate_env};
+pub use run::{Execution, GuestMetadata, Invocation, MAX_ENV_BYTES, validate_env};
 pub use validate::{ModuleInfo, ValidationError, validate};
 
 use cache::{DiskCache, Lookup};
@@ -90,9 +96,17 @@ struct Inner {
     linker: Linker<HostState>,
     config: SandboxConfig,
     cache: Option<DiskCache>,
+    /// Held while compiling: one compile at a time in the whole runner (API
+    /// registrations and workers alike), so compiles never take the memory
+    /// and cores running attempts need; a second waits (cache hits do not).
+    compiling: std::sync::Mutex<()>,
     /// One permit per instance slot: `invoke` waits for a permit, so a full pool
     /// delays attempts instead of failing them.
     slots: Semaphore,
+    /// Where guests run: their own threads, one per core, at a lower
+    /// scheduling priority, so busy guests never queue the control plane (API,
+    /// completions, upkeep) behind them.
+    guests: GuestRuntime,
     _ticker: Ticker,
 }
 
@@ -135,6 +149,8 @@ impl Sandbox {
         let mut wasm = wasmtime::Config::new();
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
             .epoch_interruption(true)
+            // A compile takes one core, never every core running attempts need.
+            .parallel_compilation(false)
             .consume_fuel(config.fuel)
             .max_wasm_stack(config.max_wasm_stack)
             .async_stack_size(config.max_wasm_stack + (1 << 20))
@@ -148,7 +164,10 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         let linked =
             wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
-                .and_then(|()| abi::add_to_linker(&mut linker, |s: &mut HostState| &mut s.abi));
+                .and_then(|()| abi::add_to_linker(&mut linker, |s: &mut HostState| &mut s.abi))
+                .and_then(|()| {
+                    wasi_guard::add_to_linker(&mut linker, |s: &mut HostState| &mut s.guard)
+                });
         linked.map_err(|e| SandboxError::Config(format!("cannot define host functions: {e:#}")))?;
 
         let cache = match &config.cache_dir {
@@ -157,11 +176,15 @@ impl Sandbox {
         };
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)
             .map_err(|e| SandboxError::Config(format!("cannot start the epoch ticker: {e}")))?;
+        let guests = GuestRuntime::start()
+            .map_err(|e| SandboxError::Config(format!("cannot start the guest threads: {e}")))?;
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 engine,
                 linker,
                 slots: Semaphore::new(n as usize),
+                compiling: std::sync::Mutex::new(()),
+                guests,
                 cache,
                 config,
                 _ticker: ticker,
@@ -183,7 +206,11 @@ impl Sandbox {
     /// from the disk cache) and prepares it for instantiation.
     ///
     /// This compiles on the calling thread (milliseconds to seconds for large
-    /// modules): from async code, call it inside `spawn_blocking`. A cache that
+    /// modules), one compile at a time per sandbox and on that one thread
+    /// (no parallel compilation, so a compile takes one core, never all of
+    /// them): from async code, call it inside `spawn_blocking`. What one
+    /// compile may cost is bounded by validation ([`validate::MAX_FUNCTIONS`],
+    /// [`validate::MAX_CODE_BYTES`]). A cache that
     /// cannot be written is logged and skipped, never an error.
     pub fn load(&self, wasm: &[u8], limits: &Limits) -> Result<Arc<LoadedModule>, SandboxError> {
         let inner = &*self.inner;
@@ -191,6 +218,7 @@ impl Sandbox {
         let info = validate(wasm, limits.memory_bytes)?;
         let sha256 = hex::encode(Sha256::digest(wasm));
         let compile = || {
+            let _one_at_a_time = inner.compiling.lock().unwrap_or_else(|p| p.into_inner());
             Module::from_binary(&inner.engine, wasm).map_err(|e| SandboxError::Compile {
                 sha256: sha256.clone(),
                 message: format!("{e:#}"),
@@ -244,13 +272,74 @@ impl Sandbox {
     ) -> Result<Execution, SandboxError> {
         let inner = &*self.inner;
         invocation.limits.check(&inner.config)?;
-        validate_env(&invocation.env)?;
+        validate_env(invocation.env.iter().map(|(k, v)| (k, v)))?;
         let _slot = inner
             .slots
             .acquire()
             .await
             .expect("the slot semaphore is never closed");
-        run::run(&module.pre, &module.sha256, &inner.config, invocation).await
+        let (pre, sha256, config) = (
+            module.pre.clone(),
+            module.sha256.clone(),
+            inner.config.clone(),
+        );
+        let task = inner
+            .guests
+            .runtime()
+            .spawn(async move { run::run(&pre, &sha256, &config, invocation).await });
+        // Dropping this call (a shutdown's abort) stops the guest too.
+        let _abort = AbortOnDrop(task.abort_handle());
+        task.await
+            .map_err(|e| SandboxError::GuestTask(e.to_string()))?
+    }
+}
+
+/// Aborts a spawned guest task when the call awaiting it is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Nice value of guest threads: 10, so a thread of the control plane (nice 0)
+/// gets about nine times a guest thread's share of a busy core.
+pub const GUEST_NICE: i32 = 10;
+
+/// The guests' own multi-threaded tokio runtime, one worker thread per core,
+/// each at [`GUEST_NICE`]. The runtime is shut down in the background when the
+/// last [`Sandbox`] clone goes (dropping it in place would block, which async
+/// code must not).
+struct GuestRuntime(Option<tokio::runtime::Runtime>);
+
+impl GuestRuntime {
+    fn start() -> std::io::Result<GuestRuntime> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores)
+            .thread_name("sluice-guest")
+            .on_thread_start(|| {
+                let tid = rustix::thread::gettid();
+                if let Err(e) = rustix::process::setpriority_process(Some(tid), GUEST_NICE) {
+                    tracing::debug!(error = %e, "cannot lower a guest thread's priority");
+                }
+            })
+            .enable_all()
+            .build()?;
+        Ok(GuestRuntime(Some(runtime)))
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for GuestRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

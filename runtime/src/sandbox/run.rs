@@ -14,6 +14,7 @@ use super::capture::{CappedPipe, Captured};
 use super::config::{Limits, SandboxConfig};
 use super::error::SandboxError;
 use super::validate::MAX_TABLE_ELEMENTS;
+use super::wasi_guard::WasiGuard;
 use crate::outcome::Outcome;
 
 /// Who the guest is running for: becomes the `SLUICE_*` environment variables
@@ -104,10 +105,25 @@ pub struct Execution {
     pub fuel_used: Option<u64>,
 }
 
+/// Most bytes of a handler's configured environment, names and values (plus
+/// `=` and NUL each) summed: 64 KiB. It is copied into every attempt.
+pub const MAX_ENV_BYTES: usize = 64 << 10;
+
 /// Checks a handler's configured environment (docs/guest-abi.md §2): names are
-/// non-empty, without `=` or NUL, and not `SLUICE_*`; values have no NUL.
-pub fn validate_env(env: &[(String, String)]) -> Result<(), SandboxError> {
+/// non-empty, without `=` or NUL, and not `SLUICE_*`; values have no NUL; the
+/// whole is at most [`MAX_ENV_BYTES`]. The policy checks it with this at
+/// registration, the sandbox before every attempt.
+pub fn validate_env<'a, K, V>(
+    env: impl IntoIterator<Item = (&'a K, &'a V)>,
+) -> Result<(), SandboxError>
+where
+    K: AsRef<str> + ?Sized + 'a,
+    V: AsRef<str> + ?Sized + 'a,
+{
+    let mut total = 0usize;
     for (name, value) in env {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        total = total.saturating_add(name.len() + value.len() + 2);
         let reason = if name.is_empty() {
             Some("names must not be empty")
         } else if name.contains('=') || name.contains('\0') {
@@ -116,12 +132,14 @@ pub fn validate_env(env: &[(String, String)]) -> Result<(), SandboxError> {
             Some("names starting with SLUICE_ are reserved")
         } else if value.contains('\0') {
             Some("values must not contain NUL")
+        } else if total > MAX_ENV_BYTES {
+            Some("the environment is over 64 KiB (65536 bytes) in all")
         } else {
             None
         };
         if let Some(reason) = reason {
             return Err(SandboxError::Env {
-                name: name.clone(),
+                name: name.to_owned(),
                 reason,
             });
         }
@@ -133,6 +151,7 @@ pub fn validate_env(env: &[(String, String)]) -> Result<(), SandboxError> {
 pub(crate) struct HostState {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) abi: GuestAbi,
+    pub(crate) guard: WasiGuard,
     limiter: MemoryLimiter,
 }
 
@@ -225,6 +244,7 @@ pub(crate) async fn run(
     let state = HostState {
         wasi: wasi.build_p1(),
         abi: GuestAbi::default(),
+        guard: WasiGuard::default(),
         limiter: MemoryLimiter {
             limit: limits.memory_bytes,
             peak: 0,
@@ -288,10 +308,14 @@ pub(crate) async fn run(
     } else {
         Vec::new()
     };
+    let mut stderr = stderr.take();
+    if let Some(note) = state.guard.note() {
+        stderr.bytes.extend_from_slice(note.as_bytes());
+    }
     Ok(Execution {
         outcome,
         stdout: stdout.take(),
-        stderr: stderr.take(),
+        stderr,
         published,
         logs: state.abi.logs,
         logs_truncated: state.abi.logs_truncated,
@@ -456,9 +480,12 @@ mod tests {
 
     #[test]
     fn handler_env_cannot_shadow_metadata() {
-        validate_env(&[("GREETING".into(), "hi".into())]).unwrap();
+        validate_env([("GREETING", "hi")].iter().map(|(k, v)| (*k, *v))).unwrap();
         for (k, v) in [("SLUICE_TOPIC", "x"), ("", "x"), ("A=B", "x"), ("A", "x\0")] {
-            assert!(validate_env(&[(k.into(), v.into())]).is_err(), "{k}");
+            assert!(
+                validate_env([(k, v)].iter().map(|(k, v)| (*k, *v))).is_err(),
+                "{k}"
+            );
         }
     }
 }
