@@ -10,7 +10,7 @@ use super::delivery::{DeliveryRec, new_id, save};
 use super::txn::Txn;
 use super::{Inner, Writer, codec, keys};
 use crate::clock::Timestamp;
-use crate::names::{validate_key, validate_topic};
+use crate::names::{validate_header, validate_key, validate_topic};
 use crate::policy::Disposition;
 use crate::store::{
     AttemptRecord, AttemptReport, DeliveryState, Enqueued, Lease, Leased, Message, NewMessage,
@@ -40,11 +40,12 @@ impl Inner {
             )));
         }
         for (k, v) in &m.headers {
-            if k.is_empty() || k.len() > 256 || v.len() > 4096 {
-                return Err(StoreError::InvalidInput(format!(
-                    "header {k:?}: names are 1 to 256 bytes, values at most 4096"
-                )));
-            }
+            validate_header(k, v)?;
+        }
+        if let Some(t) = m.not_before {
+            // Last line of defence: every edge checks its own field already.
+            t.check("not_before")
+                .map_err(|e| StoreError::InvalidInput(e.to_string()))?;
         }
         Ok(())
     }
