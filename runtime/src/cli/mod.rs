@@ -317,12 +317,12 @@ pub struct RunArgs {
     /// Environment variable for the guest (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
     env: Vec<(String, String)>,
-    /// Wall-clock limit.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
-    timeout: Duration,
-    /// Memory limit.
-    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
-    memory: u64,
+    /// Wall-clock limit [default: 30s, the sandbox's].
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Memory limit [default: 64MiB, the sandbox's].
+    #[arg(long, value_parser = parse_size)]
+    memory: Option<u64>,
     /// Fuel budget (turns metering on).
     #[arg(long)]
     fuel: Option<u64>,
