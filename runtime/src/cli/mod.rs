@@ -402,6 +402,7 @@ mod tests {
     fn the_documented_forms_parse() {
         for line in [
             "sluice serve --data-dir /tmp/x --listen 127.0.0.1:9 --token t",
+            "sluice serve --config s.toml --grace 5s --pool-instances 8 --log-format json",
             "sluice register resize --topic images --module m.wasm --timeout 30s --memory 64MiB --retries 5 --backoff 1s --concurrency 4 --env A=1 --env B=2 --fuel 100 --lease 1m",
             "sluice handlers list",
             "sluice handlers show resize --json",
