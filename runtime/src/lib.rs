@@ -9,6 +9,8 @@
 //! - [`cli`]: the `sluice` command line: clap definitions, the HTTP client,
 //!   human and JSON rendering, and `sluice run`.
 //! - [`clock`]: injected time ([`clock::Clock`]), so tests never sleep.
+//! - [`config`]: the settings of `sluice serve`: defaults, the TOML file,
+//!   flag and environment overrides.
 //! - [`metrics`]: counters behind `/metrics`.
 //! - [`names`]: the rules for topic and handler names and keys.
 //! - [`outcome`]: the closed set of ways an attempt ends.
@@ -25,6 +27,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod metrics;
 pub mod names;
 pub mod outcome;

@@ -16,11 +16,13 @@ use thiserror::Error;
 
 use crate::clock::Timestamp;
 use crate::outcome::Outcome;
+use crate::sandbox::config::{DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, MAX_TIMEOUT, WASM_PAGE_BYTES};
 
-/// Longest timeout or lease: 12 h.
-pub const MAX_DURATION_MS: u64 = 12 * 3600 * 1000;
-/// Largest memory limit: 4 GiB.
-pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+/// Largest memory limit: the sandbox's, 4 GiB (SPEC §3).
+pub use crate::sandbox::config::MAX_MEMORY_BYTES;
+
+/// Longest timeout, lease or backoff: the sandbox's longest timeout, 12 h.
+pub const MAX_DURATION_MS: u64 = MAX_TIMEOUT.as_millis() as u64;
 /// The dead reason of a rejected message.
 pub const REJECTED: &str = "rejected by the handler (exit 65)";
 /// Relative jitter applied to each backoff delay (±20 %).
@@ -64,12 +66,12 @@ pub struct HandlerPolicy {
 impl Default for HandlerPolicy {
     fn default() -> Self {
         HandlerPolicy {
-            timeout_ms: 30_000,
+            timeout_ms: DEFAULT_TIMEOUT.as_millis() as u64,
             lease_ms: None,
             retries: 5,
             backoff_ms: 1_000,
             backoff_max_ms: 3_600_000,
-            memory_bytes: 64 << 20,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
             fuel: None,
             concurrency: std::thread::available_parallelism()
                 .map(|n| n.get() as u32)
@@ -114,7 +116,7 @@ impl HandlerPolicy {
                 format!("{lease} ms must be within timeout ..= 12 h"),
             );
         }
-        if self.memory_bytes < 64 * 1024 || self.memory_bytes > MAX_MEMORY_BYTES {
+        if self.memory_bytes < WASM_PAGE_BYTES || self.memory_bytes > MAX_MEMORY_BYTES {
             return bad(
                 "memory",
                 format!("{} bytes is outside 64 KiB ..= 4 GiB", self.memory_bytes),

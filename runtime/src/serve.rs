@@ -1,51 +1,41 @@
 //! `sluice serve`: the store, the sandbox, the runner and the HTTP API in one process.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-
-/// Options of `sluice serve`. Defaults: data in `./sluice-data`, loopback only.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServeArgs {
-    /// Where the queue and the compiled-module cache live.
-    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "sluice-data")]
-    pub data_dir: PathBuf,
-    /// Address to listen on. A non-loopback address requires --token.
-    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:7777")]
-    pub listen: SocketAddr,
-    /// Bearer token required on every API request (except /healthz).
-    #[arg(long, env = "SLUICE_TOKEN")]
-    pub token: Option<String>,
-    /// How long running attempts may finish after SIGINT/SIGTERM.
-    #[arg(long, default_value = "30s", value_parser = crate::units::parse_duration)]
-    pub grace: std::time::Duration,
-    /// Instances the sandbox's pool reserves (the most attempts running at once).
-    #[arg(long, default_value_t = 256)]
-    pub pool_instances: u32,
-    /// Log format.
-    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
-}
-
 use std::sync::Arc;
 
 use anyhow::Context as _;
 
 use crate::api::{ApiState, router};
 use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, LogFormat, Overrides, StoreBackend};
 use crate::metrics::Metrics;
-use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::store::{EmbeddedStore, Store, StoreConfig};
-use crate::worker::{Runner, RunnerConfig};
+use crate::sandbox::Sandbox;
+use crate::store::{EmbeddedStore, Store};
+use crate::worker::Runner;
+
+/// Options of `sluice serve`. Every setting comes from the built-in defaults,
+/// then the `--config` file, then these flags and their environment variables
+/// (docs/configuration.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file of server settings (docs/configuration.md); flags and
+    /// environment variables override it.
+    #[arg(long, env = "SLUICE_CONFIG", value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// Settings that beat the file.
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
 
 /// Sets up logging: `RUST_LOG` filters (default `info`), text or JSON lines.
-pub fn init_logging(format: &str) {
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,sled=warn,wasmtime=warn,cranelift=warn")
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if format == "json" {
+    let _ = if format == LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()
@@ -54,53 +44,63 @@ pub fn init_logging(format: &str) {
 
 /// Runs the server until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_format);
-    if !args.listen.ip().is_loopback() && args.token.as_deref().is_none_or(str::is_empty) {
+    let config = Config::load(args.config.as_deref(), &args.overrides)?;
+    init_logging(config.server.log_format);
+    let Config {
+        server,
+        api,
+        store: store_settings,
+        runner: runner_config,
+        sandbox: sandbox_config,
+    } = config;
+    let token = api.token.filter(|t| !t.is_empty());
+    if !api.listen.ip().is_loopback() && token.is_none() {
         anyhow::bail!(
-            "listening on {} (not loopback) requires --token (or SLUICE_TOKEN)",
-            args.listen
+            "listening on {} (not loopback) requires --token (or SLUICE_TOKEN, or [api] token)",
+            api.listen
         );
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store_config = StoreConfig::default();
-    let max_payload_bytes = store_config.max_payload_bytes;
-    let store = EmbeddedStore::open(&args.data_dir.join("queue"), store_config, clock.clone())
-        .with_context(|| format!("cannot open the store in {}", args.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store);
-    let sandbox = Sandbox::new(SandboxConfig {
-        pool_instances: args.pool_instances,
-        cache_dir: Some(args.data_dir.join("module-cache")),
-        ..SandboxConfig::default()
-    })
-    .context("cannot start the sandbox")?;
+    let max_payload_bytes = store_settings.config.max_payload_bytes;
+    let store: Arc<dyn Store> = match store_settings.backend {
+        StoreBackend::Embedded => Arc::new(
+            EmbeddedStore::open(
+                &server.data_dir.join("queue"),
+                store_settings.config,
+                clock.clone(),
+            )
+            .with_context(|| format!("cannot open the store in {}", server.data_dir.display()))?,
+        ),
+    };
+    let sandbox = Sandbox::new(sandbox_config).context("cannot start the sandbox")?;
     let metrics = Arc::new(Metrics::default());
     let runner = Runner::start(
         store.clone(),
         sandbox.clone(),
         metrics.clone(),
         clock.clone(),
-        RunnerConfig::default(),
+        runner_config,
     );
     let app = router(ApiState {
         store: store.clone(),
         sandbox,
         metrics,
-        token: args.token.clone().filter(|t| !t.is_empty()),
+        token,
         max_payload_bytes,
         clock,
     });
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(api.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {}", api.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), "sluice listening");
+    tracing::info!(%addr, data_dir = %server.data_dir.display(), "sluice listening");
     println!("sluice listening on http://{addr}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("HTTP server failed")?;
-    tracing::info!(grace = ?args.grace, "shutting down: no new leases; waiting for attempts in flight");
-    runner.shutdown(args.grace).await;
+    tracing::info!(grace = ?server.grace, "shutting down: no new leases; waiting for attempts in flight");
+    runner.shutdown(server.grace).await;
     drop(runner);
     drop(store);
     tracing::info!("stopped");

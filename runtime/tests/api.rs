@@ -3,6 +3,7 @@
 
 mod common;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use sluice::api::{BODY_MARGIN, router};
+use sluice::clock::{Clock, ManualClock, Timestamp};
 use sluice::outcome::Outcome;
 use sluice::policy::Disposition;
 use sluice::store::{AttemptReport, Store, StoreConfig};
@@ -26,8 +28,13 @@ struct Api {
 }
 
 fn api_with(config: StoreConfig, token: Option<&str>) -> Api {
+    api_on(config, token, Arc::new(sluice::clock::SystemClock))
+}
+
+/// The API and its store on `clock`.
+fn api_on(config: StoreConfig, token: Option<&str>, clock: Arc<dyn Clock>) -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let (store, state) = common::api_state(dir.path(), config, token);
+    let (store, state) = common::api_state_on(dir.path(), config, token, clock);
     Api {
         app: router(state),
         store,
@@ -411,6 +418,47 @@ async fn handlers_register_list_show_pause_resume_remove() {
     api.request(Method::POST, "/v1/handlers/h/pause")
         .await
         .error(StatusCode::NOT_FOUND, "unknown_handler");
+}
+
+/// Relative delays start from the server's injected clock, not a wall clock of
+/// the API's own: on a clock set years away from the system's, `not_before` is
+/// exactly that clock plus the delay.
+#[tokio::test]
+async fn relative_delays_start_from_the_servers_clock() {
+    let start = Timestamp(1_000_000_000_000);
+    let api = api_on(
+        StoreConfig::default(),
+        None,
+        Arc::new(ManualClock::new(start)),
+    );
+    api.register("h", "t", NOOP, None).await;
+    let single = api
+        .enqueue("t", "x", &[("sluice-delay", "10s")])
+        .await
+        .json();
+    let batch = api
+        .post_json(
+            "/v1/topics/t/messages:batch",
+            json!([{"delay": "10s"}, {"delay_ms": 2500}]),
+        )
+        .await
+        .json();
+    for (id, delay_ms) in [
+        (&single["id"], 10_000),
+        (&batch["messages"][0]["id"], 10_000),
+        (&batch["messages"][1]["id"], 2_500),
+    ] {
+        let m = api
+            .get(&format!("/v1/messages/{}", id.as_str().unwrap()))
+            .await
+            .json();
+        let not_before = Timestamp::parse_rfc3339(m["not_before"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            not_before,
+            start.plus(Duration::from_millis(delay_ms)),
+            "{m}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! `sluice serve` as a process: the loopback/token rule, graceful shutdown on
 //! SIGTERM with an attempt in flight, a restart that resumes, and a module
-//! swap that leaves running attempts on the old version.
+//! swap that leaves running attempts on the old version; a config file that
+//! takes effect, and a bad one that stops it.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -29,16 +30,23 @@ fn ok(out: &Output) -> String {
 
 /// Starts `sluice serve` on a free port; returns it once it listens.
 fn serve(data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--grace",
-            "20s",
-            "--data-dir",
-        ])
-        .arg(data)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--grace",
+        "20s",
+        "--data-dir",
+    ])
+    .arg(data)
+    .env_remove("SLUICE_CONFIG");
+    listening(&mut cmd)
+}
+
+/// Spawns `cmd` (a `sluice serve`) and returns its URL once it listens.
+fn listening(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -101,6 +109,64 @@ fn non_loopback_listen_requires_a_token() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("requires --token"), "{err}");
+}
+
+/// The file (named by `SLUICE_CONFIG`) sets the maximum payload; a flag
+/// (`--listen`) and a variable (`SLUICE_DATA_DIR`) beat its `[api] listen`
+/// and `[server] data_dir`, which would fail (port 1, an unwritable path).
+#[test]
+fn a_config_file_takes_effect_and_flags_and_environment_beat_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("sluice.toml");
+    std::fs::write(
+        &file,
+        "[server]\ndata_dir = \"/proc/sluice-never\"\n\
+         [api]\nlisten = \"127.0.0.1:1\"\n\
+         [store]\ntype = \"embedded\"\nmax_payload_bytes = \"1KiB\"\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SLUICE_DATA_DIR", &data);
+    let (mut child, url) = listening(cmd.env("SLUICE_CONFIG", &file));
+    assert!(data.join("queue").is_dir(), "the variable's data directory");
+    let noop = wasm(
+        dir.path(),
+        "noop.wasm",
+        r#"(module (memory (export "memory") 1) (func (export "_start")))"#,
+    );
+    ok(&sluice(
+        &url,
+        &["register", "h", "--topic", "t", "--module", &noop],
+    ));
+    ok(&sluice(&url, &["enqueue", "t", &"x".repeat(1024)]));
+    let out = sluice(&url, &["enqueue", "t", &"x".repeat(1025)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exceeds the maximum of 1024 bytes"), "{err}");
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}
+
+/// A bad file stops `sluice serve` before it starts, naming the file and key.
+#[test]
+fn a_bad_config_file_makes_serve_exit_with_the_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[store]\nmax_topic_dept = 10\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml"), "{err}");
+    assert!(err.contains("[store] max_topic_dept"), "{err}");
+    assert!(!dir.path().join("data").exists(), "nothing was started");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use sluice::outcome::Outcome;
 use sluice::policy::HandlerPolicy;
 use sluice::store::conformance::helpers::register;
-use sluice::store::{DeliveryState, MessageId};
+use sluice::store::{DeliveryState, MessageId, Store};
 use sluice_tests::{Harness, example};
 
 /// Abusers, their module, and the outcome kind each attempt must end with
@@ -249,17 +249,14 @@ async fn control_plane_latency_beside_spinning_guests() {
         None,
     ));
     let paused = HandlerPolicy::default();
-    h.store
-        .put_handler(
-            HandlerSpec {
-                name: "probe".into(),
-                topic: "probe".into(),
-                policy: paused,
-            },
-            fixture("spin_forever"),
-        )
-        .await
-        .unwrap();
+    register(
+        h.store.as_ref(),
+        "probe",
+        "probe",
+        paused,
+        fixture("spin_forever"),
+    )
+    .await;
     h.store.set_paused("probe", true).await.unwrap();
     let spin = HandlerPolicy {
         timeout_ms: 120_000,
@@ -267,17 +264,14 @@ async fn control_plane_latency_beside_spinning_guests() {
         concurrency: 200,
         ..HandlerPolicy::default()
     };
-    h.store
-        .put_handler(
-            HandlerSpec {
-                name: "spin".into(),
-                topic: "spin".into(),
-                policy: spin,
-            },
-            fixture("spin_forever"),
-        )
-        .await
-        .unwrap();
+    register(
+        h.store.as_ref(),
+        "spin",
+        "spin",
+        spin,
+        fixture("spin_forever"),
+    )
+    .await;
     enqueue_latency(&app, 50).await; // warm-up
     let mut figures = Vec::new();
     let mut spinning = 0;

@@ -6,7 +6,6 @@
 //! output is exactly what the server sent.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -355,14 +354,6 @@ pub struct StatsView {
     pub oldest_ready_age_ms: Option<u64>,
     /// Store flushes so far (group commit).
     pub flushes: u64,
-}
-
-/// The current time by the system clock (ages in stats and metrics).
-pub(crate) fn system_now() -> Timestamp {
-    let d = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp(d.as_millis() as u64)
 }
 
 impl HandlerStatsView {

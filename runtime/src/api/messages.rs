@@ -61,7 +61,7 @@ pub(super) async fn enqueue(
         ordering_key: text(ORDERING_KEY)?,
         idempotency_key: text(IDEMPOTENCY_KEY)?,
         headers: message_headers,
-        not_before: schedule(delay, not_before)?,
+        not_before: schedule(delay, not_before, state.clock.now())?,
     };
     let enqueued = enqueue_all(&state, vec![message]).await?;
     Ok((StatusCode::ACCEPTED, Json(view(enqueued[0]))))
@@ -81,11 +81,12 @@ pub(super) async fn enqueue_batch(
             items.len()
         )));
     }
+    let now = state.clock.now();
     let messages = items
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            batch_message(&topic, item)
+            batch_message(&topic, item, now)
                 .map_err(|e| ApiError::BadRequest(format!("message {i}: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -175,22 +176,23 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The not-before time from a delay (relative to the system clock) or an
-/// absolute time; giving both is an error.
+/// The not-before time from a delay (relative to `now`, the server's clock) or
+/// an absolute time; giving both is an error.
 fn schedule(
     delay: Option<Duration>,
     not_before: Option<Timestamp>,
+    now: Timestamp,
 ) -> Result<Option<Timestamp>, ApiError> {
     match (delay, not_before) {
         (Some(_), Some(_)) => Err(ApiError::BadRequest(
             "give a delay or a not-before time, not both".into(),
         )),
-        (Some(d), None) => Ok(Some(super::dto::system_now().plus(d))),
+        (Some(d), None) => Ok(Some(now.plus(d))),
         (None, at) => Ok(at),
     }
 }
 
-fn batch_message(topic: &str, item: BatchItem) -> Result<NewMessage, ApiError> {
+fn batch_message(topic: &str, item: BatchItem, now: Timestamp) -> Result<NewMessage, ApiError> {
     let payload = match (item.payload, item.payload_base64) {
         (Some(_), Some(_)) => {
             return Err(ApiError::BadRequest(
@@ -227,6 +229,6 @@ fn batch_message(topic: &str, item: BatchItem) -> Result<NewMessage, ApiError> {
         ordering_key: item.ordering_key,
         idempotency_key: item.idempotency_key,
         headers: item.headers,
-        not_before: schedule(delay, not_before)?,
+        not_before: schedule(delay, not_before, now)?,
     })
 }

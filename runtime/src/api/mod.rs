@@ -75,8 +75,10 @@ pub struct ApiState {
     pub token: Option<String>,
     /// The store's [`StoreConfig::max_payload_bytes`]; sizes the enqueue body limits.
     pub max_payload_bytes: usize,
-    /// The store's clock: ages in `/v1/stats` and `/metrics` (consumer lag) are
-    /// measured on it, so they agree with the store's timestamps. The system
+    /// The store's clock, the API's only one: relative delays (`Sluice-Delay`,
+    /// a batch item's `delay`) start from it, and ages in `/v1/stats` and
+    /// `/metrics` (consumer lag) are measured on it, so both agree with the
+    /// store's timestamps. The system
     /// clock in a server; a [`ManualClock`](crate::clock::ManualClock) in tests.
     pub clock: Arc<dyn Clock>,
 }

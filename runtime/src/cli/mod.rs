@@ -318,12 +318,12 @@ pub struct RunArgs {
     /// Environment variable for the guest (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
     env: Vec<(String, String)>,
-    /// Wall-clock limit.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
-    timeout: Duration,
-    /// Memory limit.
-    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
-    memory: u64,
+    /// Wall-clock limit [default: 30s, the sandbox's].
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Memory limit [default: 64MiB, the sandbox's].
+    #[arg(long, value_parser = parse_size)]
+    memory: Option<u64>,
     /// Fuel budget (turns metering on).
     #[arg(long)]
     fuel: Option<u64>,
@@ -403,6 +403,7 @@ mod tests {
     fn the_documented_forms_parse() {
         for line in [
             "sluice serve --data-dir /tmp/x --listen 127.0.0.1:9 --token t",
+            "sluice serve --config s.toml --grace 5s --pool-instances 8 --log-format json",
             "sluice register resize --topic images --module m.wasm --timeout 30s --memory 64MiB --retries 5 --backoff 1s --concurrency 4 --env A=1 --env B=2 --fuel 100 --lease 1m",
             "sluice handlers list",
             "sluice handlers show resize --json",

@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use super::RunArgs;
 use super::render::{self, Color, Style};
-use crate::api::dto::{AttemptView, system_now};
+use crate::api::dto::AttemptView;
+use crate::clock::{Clock as _, SystemClock};
 use crate::outcome::Outcome;
 use crate::sandbox::{GuestLog, GuestMetadata, Invocation, Limits, Sandbox, SandboxConfig};
 
@@ -36,9 +37,10 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let wasm =
         std::fs::read(&a.module).with_context(|| format!("reading {}", a.module.display()))?;
     let stdin = super::read_payload(a.data, a.file.as_ref())?;
+    let defaults = Limits::default();
     let limits = Limits {
-        timeout: a.timeout,
-        memory_bytes: a.memory,
+        timeout: a.timeout.unwrap_or(defaults.timeout),
+        memory_bytes: a.memory.unwrap_or(defaults.memory_bytes),
         fuel: a.fuel,
     };
     let sandbox = Sandbox::new(SandboxConfig {
@@ -53,7 +55,7 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             .map_or("local".into(), |s| s.to_string_lossy().into_owned())
     });
     let id = uuid::Uuid::now_v7().to_string();
-    let started = system_now();
+    let started = SystemClock.now();
     let invocation = Invocation {
         stdin: Bytes::from(stdin),
         metadata: GuestMetadata {
@@ -76,7 +78,7 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             number: 1,
             round: 0,
             started_at: started.to_rfc3339(),
-            finished_at: Some(system_now().to_rfc3339()),
+            finished_at: Some(SystemClock.now().to_rfc3339()),
             outcome: Some(x.outcome),
             stdout: String::from_utf8_lossy(&x.stdout.bytes).into_owned(),
             stdout_truncated: x.stdout.truncated,

@@ -11,8 +11,15 @@ pub const MAX_EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(12 * 60 * 60);
 /// Largest memory ceiling of one instance (SPEC §3): 4 GiB.
 pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
-/// WebAssembly page size, the unit of memory growth.
+/// WebAssembly page size, the unit of memory growth: 64 KiB, also the smallest
+/// memory limit.
 pub const WASM_PAGE_BYTES: u64 = 64 << 10;
+/// Default wall-clock timeout of one attempt (SPEC §3): 30 s. The handler
+/// policy's default too.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default memory ceiling of one instance (SPEC §3): 64 MiB. The handler
+/// policy's default too.
+pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
 
 /// How the runner's one shared sandbox is sized. Fixed for the life of a
 /// [`Sandbox`](super::Sandbox); per-handler limits are [`Limits`].
@@ -26,7 +33,7 @@ pub const WASM_PAGE_BYTES: u64 = 64 << 10;
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
     /// Instance slots in the pooling allocator: the most attempts that can run at
-    /// once. Default 128.
+    /// once. Default 256.
     pub pool_instances: u32,
     /// Per-instance memory ceiling, in bytes; every handler's
     /// [`Limits::memory_bytes`] must be at or below it. Default and maximum
@@ -56,7 +63,7 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
-            pool_instances: 128,
+            pool_instances: 256,
             max_memory_bytes: MAX_MEMORY_BYTES,
             epoch_tick: Duration::from_millis(5),
             cache_dir: None,
@@ -114,8 +121,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            timeout: Duration::from_secs(30),
-            memory_bytes: 64 << 20,
+            timeout: DEFAULT_TIMEOUT,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
             fuel: None,
         }
     }

@@ -96,12 +96,20 @@ pub fn api_state(
     config: sluice::store::StoreConfig,
     token: Option<&str>,
 ) -> (Arc<dyn Store>, sluice::api::ApiState) {
+    api_state_on(dir, config, token, Arc::new(sluice::clock::SystemClock))
+}
+
+/// [`api_state`] with the store and the API on `clock`.
+pub fn api_state_on(
+    dir: &std::path::Path,
+    config: sluice::store::StoreConfig,
+    token: Option<&str>,
+    clock: Arc<dyn sluice::clock::Clock>,
+) -> (Arc<dyn Store>, sluice::api::ApiState) {
     use sluice::sandbox::{Sandbox, SandboxConfig};
     let max_payload_bytes = config.max_payload_bytes;
-    let store: Arc<dyn Store> = Arc::new(
-        sluice::store::EmbeddedStore::open(dir, config, Arc::new(sluice::clock::SystemClock))
-            .unwrap(),
-    );
+    let store: Arc<dyn Store> =
+        Arc::new(sluice::store::EmbeddedStore::open(dir, config, clock.clone()).unwrap());
     let sandbox = Sandbox::new(SandboxConfig {
         pool_instances: 2,
         max_memory_bytes: 256 << 20,
@@ -115,6 +123,7 @@ pub fn api_state(
         token.map(str::to_string),
     );
     state.max_payload_bytes = max_payload_bytes;
+    state.clock = clock;
     (store, state)
 }
 
