@@ -265,5 +265,5 @@ pub fn assert_interrupted(d: &DeliveryStatus, index: usize, reason: &str) {
 }
 
 /// Settles expired leases as the server's rescuer does (through
-/// [`Store::fail`](crate::store::Store::fail) with the policy's fate).
+/// [`Store::fail`] with the policy's fate).
 pub use crate::worker::maintenance::rescue::rescue_expired;
