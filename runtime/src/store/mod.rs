@@ -81,11 +81,12 @@ pub struct StoreConfig {
     /// deleted). Default 64 MiB; bounds the replay at open and the log files
     /// a checkpoint reads back.
     pub checkpoint_bytes: u64,
-    /// Longest time a flush waits, while attempts are running, for their
-    /// outcomes to share its fsync. Default 1 ms; zero flushes at once. Only
-    /// taken when something is in flight, so an idle queue's latency is
-    /// unchanged; under load it trades up to this much latency for fewer
-    /// fsyncs per job (docs/store.md).
+    /// Longest time a flush waits, while attempts are running and settling,
+    /// for their outcomes to share its fsync. Default 1 ms; zero flushes at
+    /// once. Only taken when attempts are in flight and one settled since the
+    /// last flush, so an idle queue's latency is unchanged, and so is an
+    /// enqueue's beside long-running guests; under load it trades up to this
+    /// much latency for fewer fsyncs per job (docs/store.md).
     pub group_commit_window: Duration,
 }
 

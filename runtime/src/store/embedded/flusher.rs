@@ -66,6 +66,9 @@ pub(super) struct Flusher {
     /// Deliveries in the leased state over all handlers (attempts running):
     /// kept by `Inner::commit` from the leased counts, read by the flusher.
     pub(super) in_flight: Arc<AtomicU64>,
+    /// Attempts settled since the last flush took the log: kept by
+    /// `Inner::commit`, reset by the flusher.
+    pub(super) settled: Arc<AtomicU64>,
     /// The writers' log buffer, for the number of the last batch applied.
     pending: Arc<Mutex<Pending>>,
 }
@@ -78,6 +81,8 @@ pub(super) struct FlushSettings {
     pub(super) window: Duration,
     /// Deliveries leased and not yet settled (attempts running).
     pub(super) in_flight: Arc<AtomicU64>,
+    /// Attempts settled since the last flush took the log.
+    pub(super) settled: Arc<AtomicU64>,
 }
 
 /// The flusher: waits for someone to need durability, writes every buffered
@@ -107,10 +112,17 @@ fn flush_loop(
             while !s.pending && !s.stop {
                 s = cv.wait(s).unwrap_or_else(|p| p.into_inner());
             }
-            // Gather: while attempts are running, their outcomes will want a
-            // flush soon; wait for them (each waiter notifies) up to the window.
+            // Gather: while attempts are running and finishing (one settled
+            // since the last flush), more outcomes will want a flush soon;
+            // wait for them (each waiter notifies) up to the window. Attempts
+            // that run long without finishing (a spinning guest) make no one
+            // wait: an enqueue then pays no window for outcomes that never come.
             let until = std::time::Instant::now() + settings.window;
-            while s.pending && !s.stop && settings.in_flight.load(Ordering::Relaxed) > 0 {
+            while s.pending
+                && !s.stop
+                && settings.in_flight.load(Ordering::Relaxed) > 0
+                && settings.settled.load(Ordering::Relaxed) > 0
+            {
                 let left = until.saturating_duration_since(std::time::Instant::now());
                 if left.is_zero() {
                     break;
@@ -139,6 +151,7 @@ fn flush_loop(
             s.next += 1;
             (s.next - 1, std::mem::take(&mut s.waiters))
         };
+        settings.settled.store(0, Ordering::Relaxed);
         let (records, last) = take_log();
         carry.extend_from_slice(&records);
         let injected = *fault.lock().unwrap_or_else(|p| p.into_inner());
@@ -263,6 +276,7 @@ impl Flusher {
         let fault: Arc<Mutex<Option<std::io::ErrorKind>>> = Arc::default();
         let image = Arc::new(disk);
         let in_flight = settings.in_flight.clone();
+        let settled = settings.settled.clone();
         let thread = {
             let (state, done, fault) = (state.clone(), done.clone(), fault.clone());
             let (disk, pending) = (Arc::clone(&image), Arc::clone(&pending));
@@ -280,6 +294,7 @@ impl Flusher {
             thread: Mutex::new(Some(thread)),
             image,
             in_flight,
+            settled,
             pending,
         }
     }

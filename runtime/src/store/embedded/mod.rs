@@ -193,6 +193,7 @@ impl EmbeddedStore {
             checkpoint_bytes: config.checkpoint_bytes,
             window: config.group_commit_window,
             in_flight: Arc::new(AtomicU64::new(leased)),
+            settled: Arc::default(),
         };
         let inner = Arc::new(Inner {
             flusher: Flusher::start(image, log, pending.clone(), settings),

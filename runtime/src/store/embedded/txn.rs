@@ -102,6 +102,8 @@ impl Inner {
                     in_flight.fetch_add(new - old, Ordering::Relaxed);
                 } else {
                     in_flight.fetch_sub(old - new, Ordering::Relaxed);
+                    let settled = &self.flusher.settled;
+                    settled.fetch_add(old - new, Ordering::Relaxed);
                 }
             }
             ops.push((keys::count(&h, s), Some(u64_value(new))));
