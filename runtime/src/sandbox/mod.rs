@@ -94,7 +94,8 @@ pub struct Sandbox {
 struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
-    config: SandboxConfig,
+    /// Shared with each attempt's task on the guest runtime.
+    config: Arc<SandboxConfig>,
     cache: Option<DiskCache>,
     /// Held while compiling: one compile at a time in the whole runner (API
     /// registrations and workers alike), so compiles never take the memory
@@ -186,7 +187,7 @@ impl Sandbox {
                 compiling: std::sync::Mutex::new(()),
                 guests,
                 cache,
-                config,
+                config: Arc::new(config),
                 _ticker: ticker,
             }),
         })
@@ -278,10 +279,11 @@ impl Sandbox {
             .acquire()
             .await
             .expect("the slot semaphore is never closed");
+        // Shared handles only: the config is not copied per attempt.
         let (pre, sha256, config) = (
             module.pre.clone(),
             module.sha256.clone(),
-            inner.config.clone(),
+            Arc::clone(&inner.config),
         );
         let task = inner
             .guests
