@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use super::helpers::*;
 use super::{Ctx, Harness};
+use crate::clock::Timestamp;
 use crate::policy::HandlerPolicy;
-use crate::store::{DeliveryState, Store};
+use crate::store::{DeliveryState, MessageId, Store};
 
 /// The fate rule (`HandlerPolicy::fate`) settles an expired lease like any
 /// failure: retrying until the policy's first backoff has passed (not
@@ -17,26 +18,10 @@ use crate::store::{DeliveryState, Store};
 /// delivery.
 pub async fn expired_lease_gets_the_policy_fate<H: Harness>(cx: Ctx<H>) {
     let s = cx.store();
-    let p = handler_with(
-        s,
-        "h",
-        "t",
-        HandlerPolicy {
-            retries: 1,
-            ..policy()
-        },
-    )
-    .await
-    .policy;
-    let id = enqueue1(s, msg("t", "x")).await;
-    lease_all(s, "h").await;
+    let (p, id) = leased_with_one_retry(s).await;
     cx.advance(p.lease());
     assert_eq!(rescue_expired(s, cx.clock(), 10).await.unwrap(), 1);
-    let d = delivery_of(s, id, "h").await;
-    assert_eq!(d.state, DeliveryState::Retrying);
-    let next = d.next_at.expect("retrying has next_at");
-    assert_backoff(&p, 1, cx.now(), next);
-    assert_interrupted(&d, 0, "lease expired");
+    let next = assert_retrying(s, &p, id, cx.now(), "lease expired").await;
     cx.advance(next.since(cx.now()) - Duration::from_millis(1));
     s.promote_due(10).await.unwrap();
     assert!(
@@ -48,13 +33,7 @@ pub async fn expired_lease_gets_the_policy_fate<H: Harness>(cx: Ctx<H>) {
     assert_eq!(lease_all(s, "h").await.len(), 1, "due after its backoff");
     cx.advance(p.lease());
     assert_eq!(rescue_expired(s, cx.clock(), 10).await.unwrap(), 1);
-    let d = delivery_of(s, id, "h").await;
-    assert_eq!(d.state, DeliveryState::Dead);
-    assert_eq!(
-        d.dead_reason.as_deref(),
-        Some("attempts exhausted (2 of 2): interrupted: lease expired")
-    );
-    assert_interrupted(&d, 1, "lease expired");
+    assert_exhausted(s, id, "lease expired").await;
 }
 
 /// The same rule for a lease released on open: retrying after the
@@ -62,26 +41,10 @@ pub async fn expired_lease_gets_the_policy_fate<H: Harness>(cx: Ctx<H>) {
 /// attempt with the reason any exhausted delivery gets.
 pub async fn released_lease_gets_the_policy_fate<H: Harness>(mut cx: Ctx<H>) {
     let s = cx.store();
-    let p = handler_with(
-        s,
-        "h",
-        "t",
-        HandlerPolicy {
-            retries: 1,
-            ..policy()
-        },
-    )
-    .await
-    .policy;
-    let id = enqueue1(s, msg("t", "x")).await;
-    lease_all(s, "h").await;
+    let (p, id) = leased_with_one_retry(s).await;
     cx.restart();
     let s = cx.store();
-    let d = delivery_of(s, id, "h").await;
-    assert_eq!(d.state, DeliveryState::Retrying, "waits out the backoff");
-    let next = d.next_at.expect("retrying has next_at");
-    assert_backoff(&p, 1, cx.now(), next);
-    assert_interrupted(&d, 0, "process restarted");
+    let next = assert_retrying(s, &p, id, cx.now(), "process restarted").await;
     s.promote_due(10).await.unwrap();
     assert!(
         lease_all(s, "h").await.is_empty(),
@@ -91,13 +54,48 @@ pub async fn released_lease_gets_the_policy_fate<H: Harness>(mut cx: Ctx<H>) {
     s.promote_due(10).await.unwrap();
     assert_eq!(lease_all(s, "h").await.len(), 1);
     cx.restart();
-    let d = delivery_of(cx.store(), id, "h").await;
+    assert_exhausted(cx.store(), id, "process restarted").await;
+}
+
+/// Registers `h` on `t` with one retry, enqueues a message and leases it.
+async fn leased_with_one_retry(s: &dyn Store) -> (HandlerPolicy, MessageId) {
+    let policy = HandlerPolicy {
+        retries: 1,
+        ..policy()
+    };
+    let p = handler_with(s, "h", "t", policy).await.policy;
+    let id = enqueue1(s, msg("t", "x")).await;
+    lease_all(s, "h").await;
+    (p, id)
+}
+
+/// Checks that the first attempt was interrupted with `reason` and the
+/// delivery waits out the first backoff from `now`; returns when it is due.
+async fn assert_retrying(
+    s: &dyn Store,
+    p: &HandlerPolicy,
+    id: MessageId,
+    now: Timestamp,
+    reason: &str,
+) -> Timestamp {
+    let d = delivery_of(s, id, "h").await;
+    assert_eq!(d.state, DeliveryState::Retrying, "waits out the backoff");
+    let next = d.next_at.expect("retrying has next_at");
+    assert_backoff(p, 1, now, next);
+    assert_interrupted(&d, 0, reason);
+    next
+}
+
+/// Checks that the second (last) attempt was interrupted with `reason` and
+/// the delivery is dead with the reason every exhausted delivery gets.
+async fn assert_exhausted(s: &dyn Store, id: MessageId, reason: &str) {
+    let d = delivery_of(s, id, "h").await;
     assert_eq!(d.state, DeliveryState::Dead);
     assert_eq!(
         d.dead_reason.as_deref(),
-        Some("attempts exhausted (2 of 2): interrupted: process restarted")
+        Some(format!("attempts exhausted (2 of 2): interrupted: {reason}").as_str())
     );
-    assert_interrupted(&d, 1, "process restarted");
+    assert_interrupted(&d, 1, reason);
 }
 
 /// This file's cases, for [`store_conformance_tests!`](crate::store_conformance_tests).
