@@ -60,7 +60,7 @@ impl Inner {
             handlers: out,
             topic_depth,
             flushes: done.flushes,
-            flushed_ops: done.ops,
+            flushed_ops: self.flusher.durable_ops(),
             flush_batches: FLUSH_BATCH_BOUNDS
                 .iter()
                 .copied()
