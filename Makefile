@@ -10,7 +10,7 @@ test:            ## Every test: unit, conformance, property, crash, sandbox, API
 examples:        ## Build every example handler to target/examples/<lang>/<name>.wasm.
 	scripts/build-examples.sh
 
-crash:           ## The crash harness: SIGKILL a real server 200 times under load, check every promise.
+crash:           ## The crash harness (SIGKILL a real server 200 times under load), then 10,000 simulated power cuts.
 	scripts/crash.sh
 
 lint:            ## Formatting, clippy and docs, as CI runs them.

@@ -143,8 +143,8 @@ fn flush_loop(
                 if let Some(t) = checkpointing.take() {
                     let _ = t.join();
                 }
-                let (dir, _) = log.position();
-                if let Err(e) = disk.write_log(&dir, u64::MAX) {
+                let at = log.position();
+                if let Err(e) = disk.write_log(&*at.fs, &at.dir, u64::MAX) {
                     tracing::warn!(error = %e, "checkpoint on close failed; the log is kept");
                 }
                 break;
@@ -218,7 +218,7 @@ fn checkpoint(disk: &Arc<SledImage>, log: &mut wal::LogFile, running: &mut Optio
         Ok(next) => next,
         Err(e) => return tracing::warn!(error = %e, "checkpoint: cannot start a new log file"),
     };
-    let (dir, number) = next.position();
+    let at = next.position();
     *log = next;
     let disk = Arc::clone(disk);
     let spawned = std::thread::Builder::new()
@@ -226,7 +226,7 @@ fn checkpoint(disk: &Arc<SledImage>, log: &mut wal::LogFile, running: &mut Optio
         .spawn(move || {
             lower_priority();
             let started = std::time::Instant::now();
-            let bytes = match disk.write_log(&dir, number) {
+            let bytes = match disk.write_log(&*at.fs, &at.dir, at.number) {
                 Ok(bytes) => bytes,
                 Err(e) => {
                     return tracing::warn!(error = %e, "checkpoint: sled write failed; keeping the log");
@@ -237,7 +237,7 @@ fn checkpoint(disk: &Arc<SledImage>, log: &mut wal::LogFile, running: &mut Optio
                 ms = started.elapsed().as_millis() as u64,
                 "checkpoint written to sled"
             );
-            if let Err(e) = wal::delete_before(&dir, number) {
+            if let Err(e) = wal::delete_before(&*at.fs, &at.dir, at.number) {
                 tracing::warn!(error = %e, "checkpoint: cannot delete old log files");
             }
         });

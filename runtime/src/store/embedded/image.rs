@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
+use super::fs::Fs;
 use super::wal;
 use crate::store::{StoreError, StoreResult};
 
@@ -50,11 +51,31 @@ pub(super) struct SledImage {
     // Dropped before `db`: a tree that outlives its database hangs in its drop.
     tree: sled::Tree,
     db: sled::Db,
+    /// sled's directory, to name it in errors.
+    dir: std::path::PathBuf,
     compact_min: u64,
     state: Mutex<Position>,
     /// Set by fault tests: every write fails before touching sled.
     fault: AtomicBool,
+    /// Told of every sled write and flush (the power-loss tests).
+    #[cfg(test)]
+    pub(super) observer: std::sync::OnceLock<Observer>,
 }
+
+/// A step of the image's writes, as the power-loss tests observe them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// A sled write (one atomic batch or insert) is about to be applied.
+    Begin,
+    /// It was applied (in sled's memory; durable at the next flush).
+    Applied,
+    /// sled was flushed: every write applied so far is durable.
+    Flushed,
+}
+
+/// Sees each [`Step`] with the database it happened to.
+#[cfg(test)]
+pub(super) type Observer = Box<dyn Fn(&sled::Db, Step) + Send + Sync>;
 
 /// Where the next piece goes, and the sizes that decide a compaction.
 struct Position {
@@ -134,6 +155,12 @@ fn open_db(dir: &Path) -> StoreResult<sled::Db> {
     }
 }
 
+/// Opens sled in `dir` as the store does, waiting for a dropped store's lock.
+#[cfg(test)]
+pub(super) fn tests_open_db(dir: &Path) -> sled::Db {
+    open_db(dir).expect("sled")
+}
+
 impl SledImage {
     /// Opens the image kept in sled in `dir`; returns it, its entries and the
     /// number of the last batch they include. Refuses a directory of the
@@ -152,20 +179,21 @@ impl SledImage {
                 dir.display()
             )));
         }
-        SledImage::open(db, compact_min)
+        SledImage::open(db, dir, compact_min)
     }
 
     /// Opens the image in `db`; returns it, its entries and the number of the
     /// last batch they include.
-    fn open(db: sled::Db, compact_min: u64) -> StoreResult<(SledImage, Entries, u64)> {
+    fn open(db: sled::Db, dir: &Path, compact_min: u64) -> StoreResult<(SledImage, Entries, u64)> {
         let tree = db.open_tree(TREE).map_err(sled_error)?;
         let batch = u64_value(tree.get(META_BATCH).map_err(sled_error)?);
         let generation = u64_value(tree.get(META_GENERATION).map_err(sled_error)?);
         let mut entries = Entries::new();
-        let (next, bytes) = read_generation(&tree, generation, &mut entries)?;
+        let (next, bytes) = read_generation(dir, &tree, generation, &mut entries)?;
         let image = SledImage {
             tree,
             db,
+            dir: dir.to_path_buf(),
             compact_min,
             state: Mutex::new(Position {
                 generation,
@@ -175,6 +203,8 @@ impl SledImage {
                 batch,
             }),
             fault: AtomicBool::new(false),
+            #[cfg(test)]
+            observer: std::sync::OnceLock::new(),
         };
         Ok((image, entries, batch))
     }
@@ -185,9 +215,9 @@ impl SledImage {
     /// costs no decoding and no map of keys (a map of the net writes took half
     /// of the CPU behind a 1,000,000-message prefill); compaction makes the
     /// image net again.
-    pub(super) fn write_log(&self, dir: &Path, below: u64) -> StoreResult<usize> {
+    pub(super) fn write_log(&self, fs: &dyn Fs, dir: &Path, below: u64) -> StoreResult<usize> {
         let after = self.state.lock().unwrap_or_else(|p| p.into_inner()).batch;
-        let (records, last) = wal::records_after(dir, below, after).map_err(StoreError::from_io)?;
+        let (records, last) = wal::records_after(fs, dir, below, after)?;
         if last == after {
             return Ok(0);
         }
@@ -224,8 +254,8 @@ impl SledImage {
             pos.next += 1;
         }
         b.insert(META_BATCH, &batch.to_be_bytes());
-        self.tree.apply_batch(b).map_err(sled_error)?;
-        self.db.flush().map_err(sled_error)?;
+        self.apply(b)?;
+        self.flush()?;
         pos.batch = batch;
         if first {
             pos.base = std::mem::take(&mut pos.appended);
@@ -244,7 +274,7 @@ impl SledImage {
     /// Rewrites the current generation's net content as the next generation.
     fn compact(&self, pos: &mut Position, batch: u64) -> StoreResult<()> {
         let mut entries = Entries::new();
-        read_generation(&self.tree, pos.generation, &mut entries)?;
+        read_generation(&self.dir, &self.tree, pos.generation, &mut entries)?;
         let generation = pos.generation + 1;
         // Leftovers of a compaction that crashed before its switch.
         self.remove_segments(|g| g == generation)?;
@@ -262,13 +292,13 @@ impl SledImage {
                 b.insert(segment_key(generation, sequence), piece);
                 sequence += 1;
             }
-            self.tree.apply_batch(b).map_err(sled_error)?;
+            self.apply(b)?;
         }
         let bytes = written.len() as u64;
-        self.tree
-            .insert(META_GENERATION, &generation.to_be_bytes())
-            .map_err(sled_error)?;
-        self.db.flush().map_err(sled_error)?;
+        let mut b = sled::Batch::default();
+        b.insert(META_GENERATION, &generation.to_be_bytes());
+        self.apply(b)?;
+        self.flush()?;
         *pos = Position {
             generation,
             next: sequence,
@@ -294,31 +324,72 @@ impl SledImage {
                 b.remove(k);
             }
         }
-        self.tree.apply_batch(b).map_err(sled_error)
+        self.apply(b)
     }
+
+    /// Applies one atomic sled batch (durable at the next [`Self::flush`]).
+    fn apply(&self, b: sled::Batch) -> StoreResult<()> {
+        self.observe(Step::Begin);
+        self.tree.apply_batch(b).map_err(sled_error)?;
+        self.observe(Step::Applied);
+        Ok(())
+    }
+
+    /// Makes every write applied so far durable.
+    fn flush(&self) -> StoreResult<()> {
+        self.db.flush().map_err(sled_error)?;
+        self.observe(Step::Flushed);
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn observe(&self, step: Step) {
+        if let Some(observer) = self.observer.get() {
+            observer(&self.db, step);
+        }
+    }
+
+    #[cfg(not(test))]
+    fn observe(&self, _: Step) {}
 }
 
 /// Applies the records of `generation`'s pieces, in order, to `entries`;
 /// returns the next sequence number and the stream's length.
 fn read_generation(
+    dir: &Path,
     tree: &sled::Tree,
     generation: u64,
     entries: &mut Entries,
 ) -> StoreResult<(u64, u64)> {
     let mut next = 0;
     let mut bytes = Vec::new();
+    // Where each piece starts in the stream, to name a damaged one.
+    let mut starts = Vec::new();
     for kv in tree.scan_prefix(segment_prefix(generation)) {
         let (k, v) = kv.map_err(sled_error)?;
-        bytes.extend_from_slice(&v);
-        next = k
+        let sequence = k
             .get(9..17)
             .and_then(|s| s.try_into().ok())
-            .map_or(next, |s| u64::from_be_bytes(s) + 1);
+            .map_or(next, u64::from_be_bytes);
+        starts.push((bytes.len(), sequence));
+        bytes.extend_from_slice(&v);
+        next = sequence + 1;
     }
     let (records, valid) = wal::decode(&bytes);
     if valid != bytes.len() {
+        let (start, sequence) = starts
+            .iter()
+            .rev()
+            .find(|(start, _)| *start <= valid)
+            .copied()
+            .unwrap_or((0, 0));
         return Err(StoreError::Corrupt(format!(
-            "checkpoint image generation {generation} is damaged at byte {valid} of {}",
+            "the checkpoint image in {} is damaged: generation {generation}, piece {sequence}, \
+             byte {} of the piece (byte {valid} of {} in the generation) fails its record's \
+             checksum. The log files it was made from were deleted after the checkpoint, so \
+             it cannot be rebuilt: restore the data directory from a backup",
+            dir.display(),
+            valid - start,
             bytes.len()
         )));
     }
@@ -352,7 +423,7 @@ mod tests {
     /// handle's lock: sled's threads may still hold it just after a drop.
     fn open(dir: &std::path::Path) -> (SledImage, Entries, u64) {
         let db = open_db(dir).expect("sled");
-        SledImage::open(db, 1).expect("open image")
+        SledImage::open(db, dir, 1).expect("open image")
     }
 
     #[test]

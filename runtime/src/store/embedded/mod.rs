@@ -17,7 +17,8 @@
 //! | key layout, one typed constructor per index | [`keys`] |
 //! | every value encoding | [`codec`] |
 //! | the in-memory image | [`memtree`] |
-//! | the write-ahead log's files and records | [`wal`] |
+//! | the write-ahead log's files and records; torn tails and damage | [`wal`] |
+//! | the file-system interface the log is written through | [`fs`] |
 //! | sled, as the checkpoint sink (the only file that names sled) | [`image`] |
 //!
 //! # Design
@@ -48,17 +49,24 @@
 //!   [`Disposition`] from `HandlerPolicy::fate`; the leases released on open
 //!   ask the same function.
 
+#[cfg(test)]
+mod bitrot;
 mod codec;
 mod delivery;
 mod dlq;
 mod flusher;
+mod fs;
 mod handlers;
 mod image;
 mod inspect;
 mod keys;
 mod memtree;
+#[cfg(test)]
+mod powerloss;
 mod queue;
 mod recover;
+#[cfg(test)]
+mod simfs;
 #[cfg(test)]
 mod tests;
 mod txn;
@@ -166,12 +174,31 @@ impl EmbeddedStore {
         clock: Arc<dyn Clock>,
     ) -> StoreResult<EmbeddedStore> {
         std::fs::create_dir_all(dir).map_err(StoreError::from_io)?;
-        let wal_dir = dir.join("wal");
-        std::fs::create_dir_all(&wal_dir).map_err(StoreError::from_io)?;
         let (image, entries, checkpointed) = SledImage::open_dir(dir, config.checkpoint_bytes)?;
+        EmbeddedStore::open_on(
+            Arc::new(fs::OsFs),
+            &dir.join("wal"),
+            (image, entries, checkpointed),
+            config,
+            clock,
+        )
+    }
+
+    /// Opens the store on `image` (sled's, as opened) with its log in
+    /// `wal_dir` on `fs`.
+    fn open_on(
+        fs: Arc<dyn fs::Fs>,
+        wal_dir: &Path,
+        (image, entries, checkpointed): (SledImage, image::Entries, u64),
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+    ) -> StoreResult<EmbeddedStore> {
+        fs.create_dir_all(wal_dir)
+            .and_then(|()| wal_dir.parent().map_or(Ok(()), |p| fs.sync_dir(p)))
+            .map_err(StoreError::from_io)?;
         let tree = MemTree::from_entries(entries);
-        let batch = recover::replay(checkpointed, &tree, &wal_dir)?;
-        let log = wal::LogFile::create_next(&wal_dir).map_err(StoreError::from_io)?;
+        let batch = recover::replay(checkpointed, &tree, &*fs, wal_dir)?;
+        let log = wal::LogFile::create_next(fs, wal_dir).map_err(StoreError::from_io)?;
         if batch == checkpointed {
             // sled holds every batch in the older files; otherwise they stay
             // until the next checkpoint has written them to sled.

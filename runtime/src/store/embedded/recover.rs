@@ -7,10 +7,11 @@ use std::path::Path;
 
 use super::codec::{self, parse_u64_value};
 use super::delivery::save;
+use super::fs::Fs;
 use super::memtree::MemTree;
 use super::txn::Txn;
 use super::{Inner, keys, wal};
-use crate::store::{AttemptReport, DeliveryState, HandlerRecord, StoreError, StoreResult};
+use crate::store::{AttemptReport, DeliveryState, HandlerRecord, StoreResult};
 
 /// Leases released per batch on open.
 const RELEASE_CHUNK: usize = 512;
@@ -18,18 +19,32 @@ const RELEASE_CHUNK: usize = 512;
 const RESTARTED: &str = "process restarted";
 
 /// Re-applies the log's batches that sled does not hold yet (see [`wal`]) to the
-/// image; returns the number of the last batch.
-pub(super) fn replay(checkpointed: u64, tree: &MemTree, wal_dir: &Path) -> StoreResult<u64> {
+/// image; returns the number of the last batch. A torn tail is cut back and
+/// reported; damage anywhere else refuses the open (`StoreError::Corrupt`).
+pub(super) fn replay(
+    checkpointed: u64,
+    tree: &MemTree,
+    fs: &dyn Fs,
+    wal_dir: &Path,
+) -> StoreResult<u64> {
     let mut last = checkpointed;
     let mut batches = 0;
-    wal::for_each(wal_dir, u64::MAX, |number, ops| {
+    let torn = wal::replay(fs, wal_dir, checkpointed, |number, ops| {
         if number > last {
             tree.apply(ops);
             last = number;
             batches += 1;
         }
-    })
-    .map_err(StoreError::from_io)?;
+    })?;
+    for t in torn {
+        tracing::warn!(
+            file = %t.path.display(),
+            offset = t.at,
+            bytes = t.dropped,
+            "write-ahead log ended in a torn write (a crash or power cut mid-flush); \
+             cut back to its last intact record: the torn bytes held only unacknowledged batches"
+        );
+    }
     if batches > 0 {
         tracing::info!(batches, "replayed the write-ahead log");
     }

@@ -214,7 +214,7 @@ async fn checkpoints_bound_the_log_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let s = small_checkpoints(dir.path()).await;
     let ids = enqueue_n(&s, "t", 200).await;
-    let logs = wal::files(&dir.path().join("wal")).unwrap();
+    let logs = wal::files(&fs::OsFs, &dir.path().join("wal")).unwrap();
     assert!(
         logs.len() <= 2,
         "old log files are deleted after a checkpoint: {logs:?}"
@@ -231,20 +231,20 @@ async fn a_failed_checkpoint_keeps_the_log_for_the_next_one() {
     s.inject_checkpoint_fault(true);
     let mut ids = enqueue_n(&s, "t", 200).await;
     assert!(
-        wal::files(&wal_dir).unwrap().len() > 2,
+        wal::files(&fs::OsFs, &wal_dir).unwrap().len() > 2,
         "failed checkpoints delete no log file"
     );
     s.inject_checkpoint_fault(false);
     ids.extend(enqueue_n(&s, "t", 200).await);
     // Checkpoints run on their own thread: wait for one to succeed.
     for _ in 0..500 {
-        if wal::files(&wal_dir).unwrap().len() <= 2 {
+        if wal::files(&fs::OsFs, &wal_dir).unwrap().len() <= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(
-        wal::files(&wal_dir).unwrap().len() <= 2,
+        wal::files(&fs::OsFs, &wal_dir).unwrap().len() <= 2,
         "a successful checkpoint deletes the files the failed ones kept"
     );
     // Those files held the failed checkpoints' writes: they survive only

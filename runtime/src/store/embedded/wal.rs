@@ -12,21 +12,37 @@
 //! Every batch carries a number; the checkpoint image stores the number of the
 //! last batch it includes. On open, records with a higher number are
 //! re-applied in order. Batches are blind writes (set or remove whole keys), so
-//! applying them over the image reproduces the state. A torn record (a crash
-//! mid-write) ends that file's records.
+//! applying them over the image reproduces the state.
+//!
+//! # Damage
+//! Only the last flush's bytes can be torn by a power cut (every earlier one
+//! was synced before the next began), and a torn write leaves a prefix of
+//! its sectors with the file's zero fill after them. So a file whose records
+//! end in a failed checksum is read as follows:
+//! - zeros after the last intact record: the end of the log;
+//! - an intact record further on: damage in the middle (bit rot, a bad
+//!   sector): opening is refused with the file and offset ([`Damage::Corrupt`]);
+//! - a record cut short with only zeros after the cut: a torn write, which
+//!   can only hold unacknowledged batches; the file is cut back to the last
+//!   intact record and it is reported ([`Damage::Torn`]). A record whose bytes
+//!   are all there but whose checksum fails is corruption, not a tear.
+//!
+//! All file access goes through [`Fs`], so the power-loss tests can run the
+//! log on a simulated disk.
 //!
 //! # Record format (little-endian)
 //! `len: u32 | crc32(body): u32 | body`, where body is
 //! `batch number: u64 | ops: u32 | (kind: u8 (1 set, 0 remove) | key len: u32 | key | [value len: u32 | value])*`.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::fs::{Fs, FsFile};
 use super::memtree::Op;
+use crate::store::{StoreError, StoreResult};
 
 /// One batch of blind writes.
 pub(super) type Ops = Vec<Op>;
@@ -124,10 +140,9 @@ fn decode_one(data: &[u8], at: usize) -> Option<((u64, Ops), usize)> {
 }
 
 /// The log files of `dir`, oldest first.
-pub(super) fn files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+pub(super) fn files(fs: &dyn Fs, dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
+    for path in fs.list(dir)? {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if let Some(number) = name
             .strip_prefix("wal-")
@@ -141,25 +156,151 @@ pub(super) fn files(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Calls `each` with the contents of every log file of `dir` numbered below
-/// `below`, oldest first, one file in memory at a time.
-fn each_file(dir: &Path, below: u64, mut each: impl FnMut(&[u8])) -> io::Result<()> {
-    for (_, path) in files(dir)?.into_iter().filter(|(n, _)| *n < below) {
-        let mut data = Vec::new();
-        File::open(&path)?.read_to_end(&mut data)?;
-        each(&data);
+/// Calls `each` with the path and contents of every log file of `dir`
+/// numbered below `below`, oldest first, one file in memory at a time.
+fn each_file(
+    fs: &dyn Fs,
+    dir: &Path,
+    below: u64,
+    mut each: impl FnMut(&Path, &[u8]) -> StoreResult<()>,
+) -> StoreResult<()> {
+    let files = files(fs, dir).map_err(StoreError::from_io)?;
+    for (_, path) in files.into_iter().filter(|(n, _)| *n < below) {
+        let data = fs.read(&path).map_err(StoreError::from_io)?;
+        each(&path, &data)?;
     }
     Ok(())
 }
 
-/// Calls `each` with every record of the log files of `dir` numbered below
-/// `below`, oldest first.
-pub(super) fn for_each(dir: &Path, below: u64, mut each: impl FnMut(u64, Ops)) -> io::Result<()> {
-    each_file(dir, below, |data| {
-        for (number, ops) in decode(data).0 {
+/// Bytes per sector: the unit a power cut writes or loses.
+const SECTOR: usize = 512;
+
+/// What follows the last intact record of a file.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Damage {
+    /// Nothing: zeros, or the end of the file.
+    None,
+    /// A record cut short by a torn write at `at`; only zeros follow the cut.
+    Torn {
+        /// Where the torn record starts (the end of the intact ones).
+        at: usize,
+    },
+    /// Damaged bytes at `at` that no torn write explains.
+    Corrupt {
+        /// Where the damaged record starts.
+        at: usize,
+        /// The batch number of the first intact record after the damage.
+        next: Option<u64>,
+    },
+}
+
+/// Classifies what follows `valid`, the end of `data`'s intact records.
+pub(super) fn damage(data: &[u8], valid: usize) -> Damage {
+    let rest = &data[valid..];
+    let Some(last_nonzero) = rest.iter().rposition(|b| *b != 0) else {
+        return Damage::None;
+    };
+    // An intact record further on: the damage is in the middle.
+    if let Some((number, _, _)) = (valid + 1..=valid + last_nonzero).find_map(|at| frame(data, at))
+    {
+        return Damage::Corrupt {
+            at: valid,
+            next: Some(number),
+        };
+    }
+    // A torn write keeps a prefix of sectors: the first zero sector after the
+    // surviving bytes must start before the record's claimed end.
+    let cut = (valid + last_nonzero + 1).next_multiple_of(SECTOR);
+    let claimed_end = rest
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4")) as usize)
+        .map_or(usize::MAX, |len| {
+            valid.saturating_add(8).saturating_add(len)
+        });
+    if cut < claimed_end {
+        Damage::Torn { at: valid }
+    } else {
+        Damage::Corrupt {
+            at: valid,
+            next: None,
+        }
+    }
+}
+
+/// What opening found at the end of a log file and put right.
+#[derive(Debug)]
+pub(super) struct TornTail {
+    /// The file.
+    pub(super) path: PathBuf,
+    /// Where it was cut back to.
+    pub(super) at: usize,
+    /// Bytes of the torn record dropped (up to the last non-zero byte).
+    pub(super) dropped: usize,
+}
+
+/// Calls `each` with every record of the log files of `dir`, oldest first,
+/// after checking how each file ends: a torn tail is cut back (and
+/// returned); damage in the middle is an error naming the file and offset,
+/// unless every batch it can hold is in the checkpoint image already (its
+/// batches numbered up to `image_batch`), when it is only reported.
+pub(super) fn replay(
+    fs: &dyn Fs,
+    dir: &Path,
+    image_batch: u64,
+    mut each: impl FnMut(u64, Ops),
+) -> StoreResult<Vec<TornTail>> {
+    let mut torn = Vec::new();
+    each_file(fs, dir, u64::MAX, |path, data| {
+        let (records, valid) = decode(data);
+        match damage(data, valid) {
+            Damage::None => {}
+            Damage::Corrupt {
+                at,
+                next: Some(next),
+            } if next <= image_batch + 1 => {
+                tracing::warn!(
+                    file = %path.display(),
+                    offset = at,
+                    "write-ahead log damaged where the checkpoint image already holds every \
+                     batch; the image is used"
+                );
+            }
+            Damage::Corrupt { at, next } => {
+                let why = if next.is_some() {
+                    "intact records follow it"
+                } else {
+                    "all of its bytes are there"
+                };
+                return Err(StoreError::Corrupt(format!(
+                    "write-ahead log {} is damaged at byte {at}: its record there fails its \
+                     checksum and {why}, so this is not a torn write. Restore the data \
+                     directory from a backup; or, accepting the loss of every batch from that \
+                     record on, cut the file to its first {at} bytes and start again",
+                    path.display()
+                )));
+            }
+            Damage::Torn { at } => {
+                let dropped = data[at..]
+                    .iter()
+                    .rposition(|b| *b != 0)
+                    .map_or(0, |z| z + 1);
+                let mut file = fs.open_write(path).map_err(StoreError::from_io)?;
+                file.set_len(at as u64)
+                    .and_then(|()| file.sync_all())
+                    .map_err(StoreError::from_io)?;
+                torn.push(TornTail {
+                    path: path.to_path_buf(),
+                    at,
+                    dropped,
+                });
+            }
+        }
+        for (number, ops) in records {
             each(number, ops);
         }
-    })
+        Ok(())
+    })?;
+    Ok(torn)
 }
 
 /// The records numbered above `after` in the log files of `dir` numbered
@@ -167,10 +308,15 @@ pub(super) fn for_each(dir: &Path, below: u64, mut each: impl FnMut(u64, Ops)) -
 /// (`after` if there is none): what a checkpoint adds to an image that holds
 /// the batches up to `after`. Copied, not decoded: only each record's frame
 /// and checksum are read.
-pub(super) fn records_after(dir: &Path, below: u64, after: u64) -> io::Result<(Vec<u8>, u64)> {
+pub(super) fn records_after(
+    fs: &dyn Fs,
+    dir: &Path,
+    below: u64,
+    after: u64,
+) -> StoreResult<(Vec<u8>, u64)> {
     let mut out = Vec::new();
     let mut last = after;
-    each_file(dir, below, |data| {
+    each_file(fs, dir, below, |_, data| {
         let mut at = 0;
         while let Some((number, _, next)) = frame(data, at) {
             if number > after {
@@ -179,6 +325,7 @@ pub(super) fn records_after(dir: &Path, below: u64, after: u64) -> io::Result<(V
             }
             at = next;
         }
+        Ok(())
     })?;
     Ok((out, last))
 }
@@ -203,9 +350,10 @@ const PREALLOCATE: u64 = 4 << 20;
 /// otherwise make for every append (as PostgreSQL does with its zero-filled
 /// WAL segments). Zeros end a file's records like a torn record does.
 pub(super) struct LogFile {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
     number: u64,
-    file: File,
+    file: Box<dyn FsFile>,
     /// Bytes of records.
     len: u64,
     /// Bytes zero-filled and synced (the file's size).
@@ -214,15 +362,13 @@ pub(super) struct LogFile {
 
 impl LogFile {
     /// Starts a new, empty log file after the newest one in `dir`.
-    pub(super) fn create_next(dir: &Path) -> io::Result<LogFile> {
-        let number = files(dir)?.last().map_or(1, |(g, _)| g + 1);
+    pub(super) fn create_next(fs: Arc<dyn Fs>, dir: &Path) -> io::Result<LogFile> {
+        let number = files(&*fs, dir)?.last().map_or(1, |(g, _)| g + 1);
         let path = dir.join(format!("wal-{number:016x}.log"));
-        let file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(&path)?;
-        File::open(dir)?.sync_all()?;
+        let file = fs.create_new(&path)?;
+        fs.sync_dir(dir)?;
         Ok(LogFile {
+            fs,
             dir: dir.to_path_buf(),
             number,
             file,
@@ -241,7 +387,7 @@ impl LogFile {
                 self.zero_fill(end).map_err(Failure::NotWritten)?;
             }
             self.file
-                .write_all_at(bytes, self.len)
+                .write_at(bytes, self.len)
                 .map_err(Failure::NotWritten)?;
             self.len = end;
         }
@@ -256,7 +402,7 @@ impl LogFile {
         let mut at = self.allocated;
         while at < target {
             let n = (target - at).min(zeros.len() as u64) as usize;
-            self.file.write_all_at(&zeros[..n], at)?;
+            self.file.write_at(&zeros[..n], at)?;
             at += n as u64;
         }
         self.file.sync_all()?;
@@ -266,7 +412,7 @@ impl LogFile {
 
     /// A new, empty log file after this one.
     pub(super) fn create_next_after(&self) -> io::Result<LogFile> {
-        LogFile::create_next(&self.dir)
+        LogFile::create_next(Arc::clone(&self.fs), &self.dir)
     }
 
     /// Bytes in this file.
@@ -276,23 +422,35 @@ impl LogFile {
 
     /// Deletes every log file older than this one (after a checkpoint).
     pub(super) fn delete_older(&self) -> io::Result<()> {
-        delete_before(&self.dir, self.number)
+        delete_before(&*self.fs, &self.dir, self.number)
     }
 
     /// Where this file lives and its number, for [`delete_before`] elsewhere.
-    pub(super) fn position(&self) -> (PathBuf, u64) {
-        (self.dir.clone(), self.number)
+    pub(super) fn position(&self) -> LogPosition {
+        LogPosition {
+            fs: Arc::clone(&self.fs),
+            dir: self.dir.clone(),
+            number: self.number,
+        }
     }
 }
 
+/// A log file's place: what a checkpoint reads and deletes up to.
+#[derive(Clone)]
+pub(super) struct LogPosition {
+    pub(super) fs: Arc<dyn Fs>,
+    pub(super) dir: PathBuf,
+    pub(super) number: u64,
+}
+
 /// Deletes the log files of `dir` numbered below `number`.
-pub(super) fn delete_before(dir: &Path, number: u64) -> io::Result<()> {
-    for (n, path) in files(dir)? {
+pub(super) fn delete_before(fs: &dyn Fs, dir: &Path, number: u64) -> io::Result<()> {
+    for (n, path) in files(fs, dir)? {
         if n < number {
-            fs::remove_file(path)?;
+            fs.remove(&path)?;
         }
     }
-    File::open(dir)?.sync_all()
+    fs.sync_dir(dir)
 }
 
 #[cfg(test)]
@@ -323,7 +481,8 @@ mod tests {
     fn appends_go_into_zero_filled_space_and_read_back() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ops: Ops = vec![(b"k".to_vec(), Some(Bytes::from(vec![7u8; 3000])))];
-        let mut log = LogFile::create_next(dir.path()).expect("create");
+        let fs: Arc<dyn Fs> = Arc::new(super::super::fs::OsFs);
+        let mut log = LogFile::create_next(Arc::clone(&fs), dir.path()).expect("create");
         let mut written = Vec::new();
         // Enough records to cross a preallocation step.
         for number in 1..=1500 {
@@ -340,7 +499,59 @@ mod tests {
             "zero-filled ahead"
         );
         let mut read = Vec::new();
-        for_each(dir.path(), u64::MAX, |n, ops| read.push((n, ops))).expect("read");
+        let torn = replay(&*fs, dir.path(), 0, |n, ops| read.push((n, ops))).expect("read");
+        assert!(torn.is_empty());
         assert_eq!(read, written, "the zeros after the records end the log");
+    }
+
+    /// Three records in zero fill, as a log file holds them.
+    fn log_of_three() -> (Vec<u8>, [usize; 3]) {
+        let ops: Ops = vec![(b"key".to_vec(), Some(Bytes::from(vec![5u8; 700])))];
+        let mut buf = Vec::new();
+        let mut ends = [0; 3];
+        for (i, end) in ends.iter_mut().enumerate() {
+            encode(&mut buf, i as u64 + 1, &ops);
+            *end = buf.len();
+        }
+        buf.resize(8192, 0);
+        (buf, ends)
+    }
+
+    #[test]
+    fn damage_is_told_apart_from_a_torn_write() {
+        let (clean, [first, second, third]) = log_of_three();
+        let (_, valid) = decode(&clean);
+        assert_eq!((valid, damage(&clean, valid)), (third, Damage::None));
+
+        // A torn last write: a prefix of its sectors, zeros after.
+        let mut torn = clean.clone();
+        torn[(second + 1).next_multiple_of(SECTOR)..].fill(0);
+        let (records, valid) = decode(&torn);
+        assert_eq!(records.len(), 2);
+        assert_eq!(damage(&torn, valid), Damage::Torn { at: second });
+
+        // A flipped byte in the middle record: intact records follow.
+        let mut rot = clean.clone();
+        rot[first + 100] ^= 0x01;
+        let (_, valid) = decode(&rot);
+        assert_eq!(
+            damage(&rot, valid),
+            Damage::Corrupt {
+                at: first,
+                next: Some(3)
+            }
+        );
+
+        // A flipped byte in the last record, all of whose bytes are there.
+        let mut rot = clean;
+        rot[third - 1] ^= 0x01;
+        let (_, valid) = decode(&rot);
+        assert_eq!(
+            damage(&rot, valid),
+            Damage::Corrupt {
+                at: second,
+                next: None
+            }
+        );
     }
 }
