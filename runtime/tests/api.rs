@@ -795,3 +795,78 @@ fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[tokio::test]
+async fn deliveries_search_by_state_key_and_outcome_with_paging() {
+    let api = api();
+    api.register("h", "t", NOOP, Some(json!({"retries": 0})))
+        .await;
+    let first = api
+        .enqueue("t", "a", &[("idempotency-key", "order-1")])
+        .await
+        .json();
+    api.enqueue("t", "b", &[("sluice-ordering-key", "cust-7")])
+        .await;
+    api.enqueue("t", "c", &[]).await;
+    api.kill_next("h").await;
+
+    let by_key = api.get("/v1/deliveries?idempotency_key=order-1").await;
+    assert_eq!(by_key.status, StatusCode::OK);
+    let found = by_key.json()["deliveries"].as_array().unwrap().clone();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["message_id"], first["id"]);
+    assert_eq!(
+        found[0]["state"], "dead",
+        "the first enqueued is the one killed"
+    );
+
+    let dead = api
+        .get("/v1/deliveries?handler=h&state=dead&outcome=exit")
+        .await;
+    assert_eq!(dead.json()["deliveries"].as_array().unwrap().len(), 1);
+    let ready = api
+        .get("/v1/deliveries?state=ready&order=oldest&limit=1")
+        .await
+        .json();
+    assert_eq!(ready["deliveries"].as_array().unwrap().len(), 1);
+    let cursor = ready["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_string();
+    let rest = api
+        .get(&format!(
+            "/v1/deliveries?state=ready&order=oldest&limit=1&cursor={cursor}"
+        ))
+        .await
+        .json();
+    assert_eq!(rest["deliveries"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let keyed = api.get("/v1/deliveries?ordering_key=cust-7").await.json();
+    assert_eq!(keyed["deliveries"].as_array().unwrap().len(), 1);
+    // Empty form fields count as absent.
+    let all = api
+        .get("/v1/deliveries?handler=&state=&outcome=")
+        .await
+        .json();
+    assert_eq!(all["deliveries"].as_array().unwrap().len(), 3);
+
+    let msg = api
+        .get("/v1/deliveries?state=asleep")
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+    assert!(msg.contains("asleep"), "{msg}");
+    let msg = api
+        .get("/v1/deliveries?outcome=boom")
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+    assert!(msg.contains("boom"), "{msg}");
+    api.get("/v1/deliveries?since=yesterday")
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+    api.get("/v1/deliveries?limit=0")
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_input");
+    api.get("/v1/deliveries?handler=nope")
+        .await
+        .error(StatusCode::NOT_FOUND, "unknown_handler");
+}

@@ -8,14 +8,11 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 
 use super::dto::{CountView, DeadFilterView, DeadLettersView, DeliveryView};
-use super::{ApiError, ApiState, Segment, body, json, query, uuid};
-use crate::outcome::Outcome;
+use super::{
+    ApiError, ApiState, MAX_PAGE, Segment, body, json, outcome_kind, page_limit, query, uuid,
+};
 use crate::store::{DeadFilter, DeliveryState, StoreError};
 
-/// Default page size of `GET /v1/dlq`.
-const DEFAULT_PAGE: usize = 100;
-/// Largest page size of `GET /v1/dlq`.
-const MAX_PAGE: usize = 1000;
 /// Largest JSON filter body.
 const FILTER_BODY_LIMIT: usize = 64 << 10;
 
@@ -43,12 +40,7 @@ pub(super) async fn list(
         until: q.until,
         outcome: q.outcome,
     })?;
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be within 1 ..= {MAX_PAGE}, not {limit}"
-        )));
-    }
+    let limit = page_limit(q.limit)?;
     let after = q.cursor.map(|c| uuid("cursor", &c)).transpose()?;
     let dead = state.store.dead_letters(&filter, after, limit).await?;
     let next_cursor = if dead.len() == limit {
@@ -144,19 +136,11 @@ pub(super) async fn purge_matching(
 
 /// The store's filter from its JSON/query form: parses times, checks the
 /// outcome kind.
-fn dead_filter(view: DeadFilterView) -> Result<DeadFilter, ApiError> {
-    if let Some(kind) = &view.outcome
-        && !Outcome::KINDS.contains(&kind.as_str())
-    {
-        return Err(ApiError::BadRequest(format!(
-            "unknown outcome kind {kind:?}: use one of {}",
-            Outcome::KINDS.join(", ")
-        )));
-    }
+pub(crate) fn dead_filter(view: DeadFilterView) -> Result<DeadFilter, ApiError> {
     Ok(DeadFilter {
         handler: view.handler,
         since: view.since.map(|t| super::time("since", &t)).transpose()?,
         until: view.until.map(|t| super::time("until", &t)).transpose()?,
-        outcome: view.outcome,
+        outcome: outcome_kind(view.outcome)?,
     })
 }

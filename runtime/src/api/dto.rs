@@ -289,6 +289,50 @@ pub struct DeadLettersView {
     pub next_cursor: Option<Uuid>,
 }
 
+/// A page of a delivery search (`GET /v1/deliveries`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveriesView {
+    /// Matches, newest first unless `order=oldest`.
+    pub deliveries: Vec<DeliveryView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+/// A delivery search (query of `GET /v1/deliveries`, and of the dashboard's
+/// lists and search form): every field optional, all given must match.
+/// Times are RFC 3339; `state` is a public state name; `order` is `newest`
+/// (default) or `oldest`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySearch {
+    /// A delivery id.
+    pub delivery_id: Option<String>,
+    /// A message id.
+    pub message_id: Option<String>,
+    /// A producer's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// An ordering key.
+    pub ordering_key: Option<String>,
+    /// A topic.
+    pub topic: Option<String>,
+    /// A handler.
+    pub handler: Option<String>,
+    /// `scheduled | ready | leased | retrying | succeeded | dead`.
+    pub state: Option<String>,
+    /// The last attempt's outcome kind (`exit`, `trap`, ...).
+    pub outcome: Option<String>,
+    /// Created at or after.
+    pub since: Option<String>,
+    /// Created before.
+    pub until: Option<String>,
+    /// `newest` (default) or `oldest`.
+    pub order: Option<String>,
+    /// Page size, 1 ..= 1000; default 100.
+    pub limit: Option<usize>,
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
 /// How many deliveries a replay or purge affected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CountView {

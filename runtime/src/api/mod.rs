@@ -15,6 +15,7 @@
 //! - `registry`: handler registration (module validated by the sandbox first),
 //!   list, show, remove, pause, resume, replay from a time.
 //! - `dlq`: list, show, replay and purge dead deliveries.
+//! - `search`: `GET /v1/deliveries`, the delivery search (shared with the dashboard).
 //! - `observe`: stats, `/healthz` and `/metrics` (rendered by `prometheus`).
 //!
 //! # Body limits
@@ -48,6 +49,7 @@ mod messages;
 mod observe;
 mod prometheus;
 mod registry;
+pub(crate) mod search;
 
 pub use error::ApiError;
 
@@ -58,6 +60,10 @@ pub const MAX_MODULE_BYTES: usize = 64 << 20;
 pub const BODY_MARGIN: usize = 64 << 10;
 /// Most messages in one batch enqueue.
 pub const MAX_BATCH: usize = 1000;
+/// Default page size of the list routes (`GET /v1/dlq`, `GET /v1/deliveries`).
+pub const DEFAULT_PAGE: usize = 100;
+/// Largest page size of the list routes.
+pub const MAX_PAGE: usize = 1000;
 /// Header carrying a handler's policy as JSON on `PUT /v1/handlers/{name}`.
 pub const POLICY_HEADER: &str = "sluice-policy";
 
@@ -134,6 +140,7 @@ pub fn router(state: ApiState) -> Router {
             post(messages::enqueue_batch).layer(batch_limit),
         )
         .route("/v1/messages/{id}", get(messages::message))
+        .route("/v1/deliveries", get(search::list))
         .route("/v1/deliveries/{id}", get(messages::delivery))
         .route("/v1/deliveries/{id}/attempts", get(messages::attempts))
         // handlers
@@ -231,6 +238,29 @@ fn query<T>(
     result
         .map(|q| q.0)
         .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+}
+
+/// A page size from a query: [`DEFAULT_PAGE`] when absent, within 1 ..= [`MAX_PAGE`].
+fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be within 1 ..= {MAX_PAGE}, not {limit}"
+        )));
+    }
+    Ok(limit)
+}
+
+/// An outcome kind filter, checked against [`Outcome::KINDS`](crate::outcome::Outcome::KINDS).
+fn outcome_kind(kind: Option<String>) -> Result<Option<String>, ApiError> {
+    use crate::outcome::Outcome;
+    match kind {
+        Some(k) if !Outcome::KINDS.contains(&k.as_str()) => Err(ApiError::BadRequest(format!(
+            "unknown outcome kind {k:?}: use one of {}",
+            Outcome::KINDS.join(", ")
+        ))),
+        k => Ok(k),
+    }
 }
 
 /// An RFC 3339 time from a query or body field named `field`.

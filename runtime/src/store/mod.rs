@@ -344,6 +344,15 @@ impl DeliveryState {
         }
     }
 
+    /// The state named `name` as users see it ([`DeliveryState::public_name`]);
+    /// `ready` is [`DeliveryState::Ready`], which queries match with `Blocked`.
+    pub fn from_public_name(name: &str) -> Option<DeliveryState> {
+        DeliveryState::ALL
+            .into_iter()
+            .filter(|s| *s != DeliveryState::Blocked)
+            .find(|s| s.public_name() == name)
+    }
+
     /// Not yet succeeded or dead: counts towards the topic's depth.
     pub fn is_open(self) -> bool {
         !matches!(self, DeliveryState::Succeeded | DeliveryState::Dead)
@@ -396,6 +405,69 @@ pub struct DeadFilter {
     pub until: Option<Timestamp>,
     /// Only deliveries whose last attempt ended with this outcome kind.
     pub outcome: Option<String>,
+}
+
+/// Which deliveries [`Store::query_deliveries`] returns: every criterion set
+/// must hold (an empty query matches every delivery). The dashboard's lists and
+/// search and `GET /v1/deliveries` all ask through this one verb.
+///
+/// A backend serves it from indexes: a delivery id, a message id or an
+/// idempotency key names its few candidates directly; otherwise the
+/// handler (or the topic's handlers, or every handler) and the state (or
+/// the ordering key) select ordered index ranges, bounded by the time range.
+/// `outcome` and the remaining criteria filter those candidates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeliveryQuery {
+    /// Only this delivery.
+    pub delivery_id: Option<DeliveryId>,
+    /// Only this message's deliveries.
+    pub message_id: Option<MessageId>,
+    /// Only deliveries of the message(s) enqueued with this idempotency key
+    /// (the producer's key or, by default, the message id), found through the
+    /// idempotency index, so within the idempotency window (default 24 h).
+    pub idempotency_key: Option<String>,
+    /// Only messages with this ordering key.
+    pub ordering_key: Option<String>,
+    /// Only deliveries for handlers subscribed to this topic.
+    pub topic: Option<String>,
+    /// Only this handler's deliveries.
+    pub handler: Option<String>,
+    /// Only deliveries in this state as users see it: `Ready` also matches
+    /// `Blocked` (see [`DeliveryState::public_name`]).
+    pub state: Option<DeliveryState>,
+    /// Only deliveries whose last finished attempt ended with this outcome
+    /// kind ([`Outcome::kind`]).
+    pub outcome: Option<String>,
+    /// Created (enqueued, or re-delivered by `replay_since`) at or after.
+    pub since: Option<Timestamp>,
+    /// Created before.
+    pub until: Option<Timestamp>,
+    /// Newest first (the default for lists) instead of oldest first.
+    pub newest_first: bool,
+}
+
+impl DeliveryQuery {
+    /// Whether a delivery in `state` matches this query's state criterion.
+    pub fn state_matches(&self, state: DeliveryState) -> bool {
+        match self.state {
+            None => true,
+            Some(DeliveryState::Ready | DeliveryState::Blocked) => {
+                matches!(state, DeliveryState::Ready | DeliveryState::Blocked)
+            }
+            Some(s) => s == state,
+        }
+    }
+}
+
+/// One page of [`Store::query_deliveries`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryPage {
+    /// The matches, in the query's order (by delivery id, which is a UUID v7
+    /// of its creation time).
+    pub deliveries: Vec<DeliveryStatus>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next: Option<DeliveryId>,
 }
 
 /// Counts of one handler, the three signals among them.
@@ -618,6 +690,17 @@ pub trait Store: Send + Sync + 'static {
     async fn prune(&self, limit: usize) -> StoreResult<PruneReport>;
 
     // ---- inspection ----
+
+    /// Deliveries matching `query`, in its order, after the delivery `after`
+    /// (exclusive; a cursor from [`DeliveryPage::next`]), at most `limit`.
+    /// Served from indexes (see [`DeliveryQuery`]); a query naming an unknown
+    /// handler gets [`StoreError::UnknownHandler`].
+    async fn query_deliveries(
+        &self,
+        query: &DeliveryQuery,
+        after: Option<DeliveryId>,
+        limit: usize,
+    ) -> StoreResult<DeliveryPage>;
 
     /// A message with its deliveries and their attempts.
     async fn message(&self, id: MessageId) -> StoreResult<MessageStatus>;

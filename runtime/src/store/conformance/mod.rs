@@ -33,6 +33,7 @@
 //! | [`enqueue`] | enqueue: fan-out, batches, validation, idempotency keys, backpressure |
 //! | [`lease`] | lease, extend, complete, fail, fencing of stale leases, the policy's backoff |
 //! | [`dlq`] | dead letters: listing, replay, purge, `replay_since` |
+//! | [`query`] | `query_deliveries`: by state per handler, ids, keys, topic, outcome, time; paging |
 //! | [`upkeep`] | promote due, rescue expired, prune |
 //! | [`outbox`] | the transactional outbox |
 //! | [`ordering`] | per-key ordering |
@@ -59,6 +60,7 @@ pub mod helpers;
 pub mod lease;
 pub mod ordering;
 pub mod outbox;
+pub mod query;
 pub mod restart;
 pub mod upkeep;
 
@@ -189,6 +191,7 @@ macro_rules! __store_conformance_groups {
         $crate::__store_conformance_ordering! { $($with)* }
         $crate::__store_conformance_restart! { $($with)* }
         $crate::__store_conformance_fate! { $($with)* }
+        $crate::__store_conformance_query! { $($with)* }
     };
 }
 

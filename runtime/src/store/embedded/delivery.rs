@@ -5,6 +5,8 @@
 //! the entry and [`save`] is the one function that writes a delivery, given
 //! its record before and after the change. It removes the old entry, writes
 //! the new one and moves the count, so indexes cannot drift from states.
+//! It also keeps the query indexes (`Q` by handler and state, `O` by
+//! ordering key; see [`query_entries`]) behind `Store::query_deliveries`.
 //! The transitions below only change the record's fields.
 
 use serde::{Deserialize, Serialize};
@@ -86,6 +88,17 @@ pub(super) fn state_entry(rec: &DeliveryRec) -> Option<(Vec<u8>, Vec<u8>)> {
     })
 }
 
+/// The query index keys of a delivery: by (handler, state) and, when it has
+/// one, by (handler, ordering key). Values are empty.
+pub(super) fn query_entries(rec: &DeliveryRec) -> impl Iterator<Item = Vec<u8>> + use<> {
+    let by_state = keys::by_state(&rec.handler, rec.state, rec.id);
+    let by_key = rec
+        .ordering_key
+        .as_deref()
+        .map(|k| keys::by_ordering_key(&rec.handler, k, rec.id));
+    std::iter::once(by_state).chain(by_key)
+}
+
 /// Writes a delivery's change: `before` is its stored record (`None` when
 /// new), `after` its new one (`None` to delete it). Removes the old index
 /// entry, writes the new one, moves the count and writes (or deletes) the
@@ -101,6 +114,18 @@ pub(super) fn save(
         && new.as_ref().is_none_or(|(n, _)| n != k)
     {
         txn.del(k.clone());
+    }
+    let old_query: Vec<_> = before.into_iter().flat_map(query_entries).collect();
+    let new_query: Vec<_> = after.into_iter().flat_map(query_entries).collect();
+    for k in &old_query {
+        if !new_query.contains(k) {
+            txn.del(k.clone());
+        }
+    }
+    for k in new_query {
+        if !old_query.contains(&k) {
+            txn.put(k, Vec::new());
+        }
     }
     if let Some(rec) = before {
         txn.count(&rec.handler, rec.state, -1);

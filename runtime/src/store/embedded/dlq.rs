@@ -4,7 +4,7 @@
 
 use super::delivery::{DeliveryRec, save};
 use super::txn::Txn;
-use super::{Inner, codec, keys};
+use super::{Inner, keys};
 use crate::clock::Timestamp;
 use crate::store::{DeadFilter, DeliveryId, DeliveryState, StoreError, StoreResult};
 
@@ -82,15 +82,10 @@ impl Inner {
                     break;
                 }
                 let rec = self.read_delivery(id)?;
-                if let Some(kind) = &filter.outcome {
-                    let last = self.tree.get(keys::attempt(id, rec.attempt_records));
-                    let last_kind = match last {
-                        Some(v) => codec::decode_attempt(&v)?.report.map(|r| r.outcome.kind()),
-                        None => None,
-                    };
-                    if last_kind != Some(kind.as_str()) {
-                        continue;
-                    }
+                if let Some(kind) = &filter.outcome
+                    && self.last_outcome_kind(&rec)? != Some(kind.as_str())
+                {
+                    continue;
                 }
                 found.push((at, h.clone(), rec));
                 taken += 1;

@@ -27,11 +27,14 @@
 //! | `P` | topic | — (known topics) |
 //! | `W` | module sha256 | module bytes |
 //! | `C` | handler, state | count |
+//! | `Q` | handler, state, delivery id | — (every delivery by state, in creation order) |
+//! | `O` | handler, ordering key, delivery id | — (deliveries by ordering key) |
+//! | `Y` | — | version of the query indexes (`Q`, `O`); absent: built on open |
 //! | `Z` | — | last sequence number |
 //!
 //! Which of `R`, `S`, `L`, `B`, `X` a delivery has follows from its state
 //! alone: [`super::delivery::state_entry`] derives it, and only
-//! [`super::delivery`]'s `save` writes it.
+//! [`super::delivery`]'s `save` writes it, with its `Q` and `O` entries.
 
 use uuid::Uuid;
 
@@ -56,6 +59,11 @@ const HANDLER: u8 = b'H';
 const TOPIC: u8 = b'P';
 const MODULE: u8 = b'W';
 const COUNT: u8 = b'C';
+const BY_STATE: u8 = b'Q';
+const BY_ORDERING_KEY: u8 = b'O';
+
+/// The key of the query indexes' version.
+pub(super) const QUERY_INDEX_VERSION: &[u8] = b"Y";
 
 /// The key of the last sequence number.
 pub(super) const SEQ: &[u8] = b"Z";
@@ -306,8 +314,45 @@ pub(super) fn parse_count(k: &[u8]) -> Option<(String, DeliveryState)> {
     Some((handler, *state))
 }
 
+/// A delivery in its handler's index by state.
+pub(super) fn by_state(handler: &str, state: DeliveryState, id: DeliveryId) -> Vec<u8> {
+    by_state_of(handler, state)
+        .into_iter()
+        .chain(*id.as_bytes())
+        .collect()
+}
+
+/// Prefix of a handler's deliveries in `state`, oldest first.
+pub(super) fn by_state_of(handler: &str, state: DeliveryState) -> Vec<u8> {
+    let mut k = Key::new(BY_STATE).name(handler).build();
+    k.push(state as u8);
+    k
+}
+
+/// A delivery in its handler's index by ordering key.
+pub(super) fn by_ordering_key(handler: &str, key: &str, id: DeliveryId) -> Vec<u8> {
+    Key::new(BY_ORDERING_KEY)
+        .name(handler)
+        .name(key)
+        .id(id)
+        .build()
+}
+
+/// Prefix of a handler's deliveries with ordering key `key`, oldest first.
+pub(super) fn by_ordering_key_of(handler: &str, key: &str) -> Vec<u8> {
+    Key::new(BY_ORDERING_KEY).name(handler).name(key).build()
+}
+
+/// The delivery id ending a [`by_state`] or [`by_ordering_key`] key.
+pub(super) fn parse_trailing_id(k: &[u8]) -> StoreResult<DeliveryId> {
+    k.len()
+        .checked_sub(16)
+        .and_then(|at| uuid_at(k, at))
+        .ok_or_else(|| corrupt("query index key"))
+}
+
 /// The smallest UUID v7 at or after `t`: lower bound for time ranges over ids.
-fn min_uuid_at(t: Timestamp) -> Uuid {
+pub(super) fn min_uuid_at(t: Timestamp) -> Uuid {
     let mut b = [0u8; 16];
     b[..6].copy_from_slice(&t.0.to_be_bytes()[2..]);
     Uuid::from_bytes(b)
@@ -358,6 +403,13 @@ mod tests {
             Some(("h".to_string(), DeliveryState::Dead))
         );
         assert!(parse_leased(b"L").is_err());
+        let q = by_state("h", DeliveryState::Ready, id);
+        assert!(q.starts_with(&by_state_of("h", DeliveryState::Ready)));
+        assert_eq!(parse_trailing_id(&q).unwrap(), id);
+        let o = by_ordering_key("h", "k", id);
+        assert!(o.starts_with(&by_ordering_key_of("h", "k")));
+        assert!(!o.starts_with(&by_ordering_key_of("h", "")));
+        assert_eq!(parse_trailing_id(&o).unwrap(), id);
     }
 
     #[test]

@@ -87,6 +87,41 @@ impl MemTree {
         self.scan(from, Vec::new())
     }
 
+    /// Up to `n` entries under `prefix` whose keys sort below `below` (the
+    /// whole prefix when `None`), greatest key first: one chunk of a backward
+    /// scan, copied out under the read lock.
+    pub(super) fn rev_chunk(&self, prefix: &[u8], below: Option<&[u8]>, n: usize) -> Vec<Entry> {
+        // The first key after every key under `prefix`: the prefix with its
+        // last byte below 0xff incremented (none when it is all 0xff).
+        let mut end = prefix.to_vec();
+        while end.last() == Some(&0xff) {
+            end.pop();
+        }
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let hi = match below {
+            Some(k) if end.is_empty() || k < end.as_slice() => k,
+            _ if !end.is_empty() => end.as_slice(),
+            _ => &[][..],
+        };
+        if !hi.is_empty() && hi <= prefix {
+            return Vec::new();
+        }
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let upper = if hi.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(hi)
+        };
+        map.range::<[u8], _>((Bound::Included(prefix), upper))
+            .rev()
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(n)
+            .map(|(k, v)| (k.to_vec(), v.clone()))
+            .collect()
+    }
+
     fn scan(&self, from: Vec<u8>, prefix: Vec<u8>) -> Scan<'_> {
         Scan {
             tree: self,
@@ -159,6 +194,20 @@ mod tests {
     fn keys(scan: Scan<'_>) -> Vec<String> {
         scan.map(|(k, _)| String::from_utf8(k).expect("utf8"))
             .collect()
+    }
+
+    #[test]
+    fn backward_chunks_stay_in_their_prefix() {
+        let t = tree(&["a1", "b1", "b2", "b3", "c1"]);
+        let ks = |v: Vec<Entry>| -> Vec<String> {
+            v.into_iter()
+                .map(|(k, _)| String::from_utf8(k).unwrap())
+                .collect()
+        };
+        assert_eq!(ks(t.rev_chunk(b"b", None, 10)), ["b3", "b2", "b1"]);
+        assert_eq!(ks(t.rev_chunk(b"b", Some(b"b3"), 1)), ["b2"]);
+        assert!(t.rev_chunk(b"d", None, 10).is_empty());
+        assert!(t.rev_chunk(b"b", Some(b"a"), 10).is_empty());
     }
 
     #[test]

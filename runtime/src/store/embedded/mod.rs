@@ -14,6 +14,7 @@
 //! | the DLQ, replay and purge | [`dlq`] |
 //! | promote due, expired leases, prune | [`upkeep`] |
 //! | message, delivery, stats | [`inspect`] |
+//! | deliveries by state, key, topic, handler, outcome and time (`query_deliveries`) | [`query`] |
 //! | key layout, one typed constructor per index | [`keys`] |
 //! | every value encoding | [`codec`] |
 //! | the in-memory image | [`memtree`] |
@@ -63,6 +64,7 @@ mod keys;
 mod memtree;
 #[cfg(test)]
 mod powerloss;
+mod query;
 mod queue;
 mod recover;
 #[cfg(test)]
@@ -89,9 +91,10 @@ use self::flusher::{FlushSettings, Flusher};
 use self::image::SledImage;
 use self::memtree::MemTree;
 use super::{
-    AttemptReport, DeadFilter, DeliveryId, DeliveryState, DeliveryStatus, Enqueued, ExpiredLease,
-    HandlerRecord, HandlerSpec, Lease, Leased, MessageId, MessageStatus, NewMessage, OutboxMessage,
-    PruneReport, Stats, Store, StoreConfig, StoreError, StoreResult,
+    AttemptReport, DeadFilter, DeliveryId, DeliveryPage, DeliveryQuery, DeliveryState,
+    DeliveryStatus, Enqueued, ExpiredLease, HandlerRecord, HandlerSpec, Lease, Leased, MessageId,
+    MessageStatus, NewMessage, OutboxMessage, PruneReport, Stats, Store, StoreConfig, StoreError,
+    StoreResult,
 };
 use crate::clock::{Clock, Timestamp};
 use crate::policy::Disposition;
@@ -238,6 +241,7 @@ impl EmbeddedStore {
             ready: watch::channel(0).0,
             handlers_changed: watch::channel(0).0,
         });
+        inner.build_query_indexes()?;
         inner.release_all_leases()?;
         Ok(EmbeddedStore { inner })
     }
@@ -405,5 +409,14 @@ impl Store for EmbeddedStore {
 
     async fn stats(&self) -> StoreResult<Stats> {
         self.inner.stats()
+    }
+
+    async fn query_deliveries(
+        &self,
+        query: &DeliveryQuery,
+        after: Option<DeliveryId>,
+        limit: usize,
+    ) -> StoreResult<DeliveryPage> {
+        self.inner.query_deliveries(query, after, limit)
     }
 }

@@ -252,3 +252,47 @@ async fn a_failed_checkpoint_keeps_the_log_for_the_next_one() {
     assert_eq!(ids.len(), 400);
     reopen_and_find(s, dir.path(), &ids).await;
 }
+
+/// A store written without the query indexes (an earlier build) gets them
+/// on open: the entries are removed here, as such a build never wrote them,
+/// and the reopened store answers queries from rebuilt ones.
+#[tokio::test]
+async fn query_indexes_are_built_on_open_when_missing() {
+    use crate::store::DeliveryQuery;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = manual_clock();
+    let s =
+        EmbeddedStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
+    register_h(&s).await;
+    let ids = enqueue_n(&s, "t", 5).await;
+    let stale: Vec<_> = [&b"Q"[..], b"O", keys::QUERY_INDEX_VERSION]
+        .iter()
+        .flat_map(|p| s.inner.tree.scan_prefix(p).map(|(k, _)| k))
+        .collect();
+    assert_eq!(stale.len(), 6, "five deliveries' entries and the version");
+    {
+        let mut w = s.inner.lock();
+        let mut txn = txn::Txn::new(&s.inner.tree);
+        for k in stale {
+            txn.del(k);
+        }
+        s.inner.commit(&mut w, txn).unwrap();
+    }
+    s.inner.flusher.durable().await.unwrap();
+    let q = DeliveryQuery::default();
+    assert!(
+        s.query_deliveries(&q, None, 10)
+            .await
+            .unwrap()
+            .deliveries
+            .is_empty()
+    );
+    drop(s);
+    let s = EmbeddedStore::open(dir.path(), StoreConfig::default(), Arc::new(clock)).unwrap();
+    let found = s.query_deliveries(&q, None, 10).await.unwrap().deliveries;
+    let mut got: Vec<MessageId> = found.iter().map(|d| d.message_id).collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want);
+}
