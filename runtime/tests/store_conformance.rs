@@ -24,7 +24,11 @@ impl EmbeddedHarness {
 impl Harness for EmbeddedHarness {
     type Store = EmbeddedStore;
 
-    fn open(&mut self, config: StoreConfig, clock: SharedClock) -> StoreResult<EmbeddedStore> {
+    async fn open(
+        &mut self,
+        config: StoreConfig,
+        clock: SharedClock,
+    ) -> StoreResult<EmbeddedStore> {
         EmbeddedStore::open(self.dir.path(), config, clock)
     }
 }

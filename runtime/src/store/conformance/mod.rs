@@ -13,7 +13,7 @@
 //! struct EmbeddedHarness(tempfile::TempDir);
 //! impl Harness for EmbeddedHarness {
 //!     type Store = EmbeddedStore;
-//!     fn open(&mut self, config: StoreConfig, clock: SharedClock) -> StoreResult<EmbeddedStore> {
+//!     async fn open(&mut self, config: StoreConfig, clock: SharedClock) -> StoreResult<EmbeddedStore> {
 //!         EmbeddedStore::open(self.0.path(), config, clock)
 //!     }
 //! }
@@ -69,7 +69,12 @@ pub trait Harness: Send + 'static {
     /// The backend under test.
     type Store: Store;
     /// Opens (or creates, the first time) the store at this harness's place.
-    fn open(&mut self, config: StoreConfig, clock: SharedClock) -> StoreResult<Self::Store>;
+    /// Async: a networked backend connects.
+    fn open(
+        &mut self,
+        config: StoreConfig,
+        clock: SharedClock,
+    ) -> impl Future<Output = StoreResult<Self::Store>> + Send;
 }
 
 /// One case's world: the harness, the open store and the clock.
@@ -82,10 +87,11 @@ pub struct Ctx<H: Harness> {
 
 impl<H: Harness> Ctx<H> {
     /// Opens the store with `config` and a manual clock at [`T0`](helpers::T0).
-    pub fn open(mut harness: H, config: StoreConfig) -> Ctx<H> {
+    pub async fn open(mut harness: H, config: StoreConfig) -> Ctx<H> {
         let clock = helpers::manual_clock();
         let store = harness
             .open(config.clone(), Arc::new(clock.clone()))
+            .await
             .expect("open the store");
         Ctx {
             harness,
@@ -122,13 +128,13 @@ impl<H: Harness> Ctx<H> {
 
     /// Drops the store and opens it again at the same place with the same config:
     /// what a process restart does.
-    pub fn restart(&mut self) {
+    pub async fn restart(&mut self) {
         let config = self.config.clone();
-        self.reopen_with(config);
+        self.reopen_with(config).await;
     }
 
     /// Drops the store and opens it again at the same place with `config`.
-    pub fn reopen_with(&mut self, config: StoreConfig) {
+    pub async fn reopen_with(&mut self, config: StoreConfig) {
         let store = self.store.take().expect("store is open");
         assert_eq!(
             Arc::strong_count(&store),
@@ -139,6 +145,7 @@ impl<H: Harness> Ctx<H> {
         let store = self
             .harness
             .open(config.clone(), Arc::new(self.clock.clone()))
+            .await
             .expect("reopen the store");
         self.store = Some(Arc::new(store));
         self.config = config;
@@ -158,7 +165,7 @@ where
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
-        let cx = Ctx::open(harness, StoreConfig::default());
+        let cx = Ctx::open(harness, StoreConfig::default()).await;
         case(cx).await;
     });
 }
