@@ -2,18 +2,21 @@
 # A private PostgreSQL cluster for the tests: `scripts/pg.sh start|stop|env`.
 #
 #   start  installs Debian's postgresql-15 if missing (apt-get; needs root),
-#          creates a cluster under $SLUICE_PG_DIR (default target/pg) owned by
-#          user postgres, starts it on a spare loopback port and writes the
-#          URL to $SLUICE_PG_DIR/url. Idempotent: a running cluster is reused.
+#          creates a fresh cluster under $SLUICE_PG_DIR (default
+#          /tmp/sluice-pg-<hash of this checkout>, so checkouts side by side do
+#          not share one) owned by user postgres, starts it on a spare
+#          loopback port and writes the URL to $SLUICE_PG_DIR/url.
+#          Idempotent: a running cluster is reused; a stopped one is replaced
+#          (tests leave a schema each behind).
 #   env    prints `export SLUICE_TEST_PG_URL=...` for a running cluster.
-#   stop   stops the cluster (fast shutdown); its files stay for the next start.
+#   stop   stops the cluster (fast shutdown).
 #
 # The cluster runs with the defaults that make a commit durable
 # (fsync=on, synchronous_commit=on), so tests see the real commit cost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=/usr/lib/postgresql/15/bin
-DIR=${SLUICE_PG_DIR:-$PWD/target/pg}
+DIR=${SLUICE_PG_DIR:-/tmp/sluice-pg-$(pwd -P | cksum | cut -d' ' -f1)}
 PGUSER_OS=postgres
 
 as_pg() {
@@ -41,10 +44,9 @@ start() {
     install
     mkdir -p "$DIR"
     chown "$PGUSER_OS" "$DIR"
-    if [ ! -f "$DIR/db/PG_VERSION" ]; then
-        as_pg "$B/initdb -D '$DIR/db' -A trust -U postgres >'$DIR/initdb.log'"
-    fi
     if ! running; then
+        rm -rf "$DIR/db"
+        as_pg "$B/initdb -D '$DIR/db' -A trust -U postgres >'$DIR/initdb.log'"
         port=$(spare_port)
         # Connections for concurrent test binaries (each case opens a pool).
         as_pg "$B/pg_ctl -D '$DIR/db' -l '$DIR/log' -w -t 60 -o \"-p $port -k '$DIR' -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=on -c synchronous_commit=on\" start" >/dev/null

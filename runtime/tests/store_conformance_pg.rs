@@ -10,6 +10,8 @@
 //!
 //! Run: `eval "$(scripts/pg.sh env)"; cargo test -p sluice --test store_conformance_pg`.
 
+use std::time::Duration;
+
 use sluice::clock::SharedClock;
 use sluice::store::conformance::Harness;
 use sluice::store::{PgOptions, PgStore, PgTime, StoreConfig, StoreResult};
@@ -42,21 +44,40 @@ impl PgHarness {
         let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
         Some(PgHarness { url, schema })
     }
+
+    /// Options for runner `runner_id` on this harness's schema, time from
+    /// `clock`. The polling fallback is an hour, so a case sees a wake across
+    /// instances only if the notification carried it.
+    fn options(&self, runner_id: &str, clock: SharedClock) -> PgOptions {
+        PgOptions {
+            url: self.url.clone(),
+            schema: self.schema.clone(),
+            pool_size: 8,
+            runner_id: runner_id.into(),
+            time: PgTime::Injected(clock),
+            poll_fallback: Duration::from_secs(3600),
+        }
+    }
 }
 
 impl Harness for PgHarness {
     type Store = PgStore;
 
     async fn open(&mut self, config: StoreConfig, clock: SharedClock) -> StoreResult<PgStore> {
-        let options = PgOptions {
-            url: self.url.clone(),
-            schema: self.schema.clone(),
-            pool_size: 8,
-            runner_id: "runner-a".into(),
-            time: PgTime::Injected(clock),
-        };
-        PgStore::open(options, config).await
+        PgStore::open(self.options("runner-a", clock), config).await
     }
+
+    /// A second runner on the same schema.
+    async fn open_peer(
+        &mut self,
+        config: StoreConfig,
+        clock: SharedClock,
+        _first: &PgStore,
+    ) -> StoreResult<PgStore> {
+        PgStore::open(self.options("runner-b", clock), config).await
+    }
+
+    const SHARED_ACROSS_PROCESSES: bool = true;
 }
 
 sluice::store_conformance_tests!(match PgHarness::new() {

@@ -54,7 +54,11 @@ mod embedded;
 mod postgres;
 
 pub use embedded::EmbeddedStore;
-pub use postgres::{PgOptions, PgStore, PgTime};
+pub use postgres::{
+    DEFAULT_POLL_FALLBACK as PG_DEFAULT_POLL_FALLBACK, DEFAULT_POOL_SIZE as PG_DEFAULT_POOL_SIZE,
+    DEFAULT_SCHEMA as PG_DEFAULT_SCHEMA, PgOptions, PgStore, PgTime,
+    check_schema as check_pg_schema, migrate as pg_migrate,
+};
 
 /// Checks a message before any backend touches it: names, sizes, headers,
 /// times. The rules every backend enforces, in one place.

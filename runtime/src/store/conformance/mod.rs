@@ -37,6 +37,7 @@
 //! | [`outbox`] | the transactional outbox |
 //! | [`ordering`] | per-key ordering |
 //! | [`restart`] | durability across restart, leases released on open, group commit, signals |
+//! | [`instances`] | two instances on one place: wakes across instances, no double lease, a restart releases only its own leases |
 //! | [`helpers`] | what the cases share, also used by the model, crash and integration tests |
 //!
 //! Each group file owns its part of the case list: it ends with a hidden macro
@@ -56,6 +57,7 @@ pub mod enqueue;
 pub mod fate;
 pub mod handlers;
 pub mod helpers;
+pub mod instances;
 pub mod lease;
 pub mod ordering;
 pub mod outbox;
@@ -75,6 +77,24 @@ pub trait Harness: Send + 'static {
         config: StoreConfig,
         clock: SharedClock,
     ) -> impl Future<Output = StoreResult<Self::Store>> + Send;
+
+    /// Opens a second instance at the same place, as a second runner (its own
+    /// runner id) would, beside `first`, the open first instance. A backend
+    /// whose place belongs to one process (the embedded store: its files are
+    /// locked by the process) returns a handle sharing `first`: its "second
+    /// instance" is a second user of the one store in that process.
+    fn open_peer(
+        &mut self,
+        config: StoreConfig,
+        clock: SharedClock,
+        first: &Self::Store,
+    ) -> impl Future<Output = StoreResult<Self::Store>> + Send;
+
+    /// Whether separate processes can share this place, so one instance can
+    /// restart while another stays open. Only then can "a restart releases
+    /// only its own leases" be tested: where one process owns the store, a
+    /// restart ends every instance and releasing all leases is right.
+    const SHARED_ACROSS_PROCESSES: bool;
 }
 
 /// One case's world: the harness, the open store and the clock.
@@ -124,6 +144,17 @@ impl<H: Harness> Ctx<H> {
     /// Moves time forward.
     pub fn advance(&self, d: Duration) {
         self.clock.advance(d);
+    }
+
+    /// A second instance of the store at the same place ([`Harness::open_peer`]).
+    pub async fn peer(&mut self) -> Arc<H::Store> {
+        let first = self.store.as_ref().expect("store is open");
+        let peer = self
+            .harness
+            .open_peer(self.config.clone(), Arc::new(self.clock.clone()), first)
+            .await
+            .expect("open a second instance");
+        Arc::new(peer)
     }
 
     /// Drops the store and opens it again at the same place with the same config:
@@ -196,6 +227,7 @@ macro_rules! __store_conformance_groups {
         $crate::__store_conformance_ordering! { $($with)* }
         $crate::__store_conformance_restart! { $($with)* }
         $crate::__store_conformance_fate! { $($with)* }
+        $crate::__store_conformance_instances! { $($with)* }
     };
 }
 

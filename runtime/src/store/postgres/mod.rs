@@ -84,6 +84,8 @@ pub(super) type Tx<'a> = deadpool_postgres::Transaction<'a>;
 pub const DEFAULT_SCHEMA: &str = "sluice";
 /// Default connections in a runner's pool (plus one for LISTEN).
 pub const DEFAULT_POOL_SIZE: usize = 16;
+/// Default [`PgOptions::poll_fallback`]: 1 s.
+pub const DEFAULT_POLL_FALLBACK: Duration = Duration::from_secs(1);
 /// How long a verb waits for a pooled connection (or a new one) before it
 /// answers [`StoreError::Unavailable`].
 const POOL_WAIT: Duration = Duration::from_secs(5);
@@ -123,6 +125,10 @@ pub struct PgOptions {
     pub runner_id: String,
     /// Where "now" comes from.
     pub time: PgTime,
+    /// The ready signal is bumped at least this often, so a notification
+    /// lost while the listener was disconnected only delays a wake. Default
+    /// [`DEFAULT_POLL_FALLBACK`].
+    pub poll_fallback: Duration,
 }
 
 /// One point in time of a transaction: ms for the queue, µs for latency figures.
@@ -183,6 +189,7 @@ pub(super) struct Core {
     signals: notify::Signals,
     rng: Mutex<StdRng>,
     commits: Commits,
+    poll_fallback: Duration,
 }
 
 impl Core {
@@ -252,8 +259,8 @@ impl fmt::Debug for PgStore {
     }
 }
 
-/// Checks a schema name: `[a-z_][a-z0-9_]{0,62}`.
-fn check_schema(name: &str) -> StoreResult<()> {
+/// Checks a PostgreSQL schema name: `[a-z_][a-z0-9_]{0,62}`.
+pub fn check_schema(name: &str) -> StoreResult<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
@@ -347,6 +354,7 @@ impl PgStore {
             },
             rng: Mutex::new(StdRng::from_os_rng()),
             commits: Commits::default(),
+            poll_fallback: options.poll_fallback,
         });
         let listener = notify::start(pg, Arc::clone(&core)).await?;
         let tasks = Tasks(vec![listener]);

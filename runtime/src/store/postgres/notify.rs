@@ -8,7 +8,7 @@
 //!
 //! The listener holds its own connection. Notifications sent while it is
 //! disconnected are lost, so after every (re)connect it bumps both signals,
-//! and every [`POLL`] it bumps the ready signal anyway: a lost notification
+//! and every `PgOptions::poll_fallback` it bumps the ready signal anyway: a lost notification
 //! only delays a wake by at most that long.
 
 use std::sync::Arc;
@@ -23,8 +23,6 @@ use super::sql::execute;
 use super::{Core, Tx};
 use crate::store::StoreResult;
 
-/// The polling fallback: the ready signal is bumped at least this often.
-pub(super) const POLL: Duration = Duration::from_secs(1);
 /// Wait before reconnecting a lost listener connection.
 const RECONNECT: Duration = Duration::from_secs(1);
 
@@ -146,7 +144,7 @@ async fn listen(config: &tokio_postgres::Config, core: &Core) -> StoreResult<Lis
 /// Forwards notifications to the signals, with the polling fallback,
 /// until the connection ends.
 async fn pump(mut l: Listening, core: &Core) {
-    let mut poll = tokio::time::interval(POLL);
+    let mut poll = tokio::time::interval(core.poll_fallback);
     poll.tick().await;
     loop {
         tokio::select! {

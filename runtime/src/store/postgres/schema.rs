@@ -156,6 +156,10 @@ CREATE TRIGGER deliveries_count AFTER INSERT OR DELETE OR UPDATE OF state, handl
 /// Creates `schema` if missing and brings it to [`VERSION`]; refuses a newer one.
 pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<i32> {
     let tx = client.transaction().await.map_err(db)?;
+    // "already exists, skipping" notices are not news.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(db)?;
     // One migrator per schema at a time (runners starting together).
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext('sluice-migrate:' || $1::text))",
