@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test. Installs what it needs (the wasm target, the example
-# toolchains) and builds the example handlers the tests run. Ends with one
+# toolchains, PostgreSQL) and builds the example handlers the tests run;
+# starts a private PostgreSQL cluster for the run and stops it after. Ends with one
 # summary line over all test binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip1 >/dev/null
 scripts/build-examples.sh
+# A private PostgreSQL server for the PostgreSQL suites (installed if missing).
+scripts/pg.sh start
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; scripts/pg.sh stop' EXIT
+eval "$(scripts/pg.sh env)"
 cargo test --workspace "$@" 2>&1 | tee "$log"
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"

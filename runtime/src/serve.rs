@@ -7,10 +7,10 @@ use anyhow::Context as _;
 
 use crate::api::{ApiState, router};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, LogFormat, Overrides, StoreBackend};
+use crate::config::{Config, LogFormat, Overrides, PgSettings, StoreBackend};
 use crate::metrics::Metrics;
 use crate::sandbox::Sandbox;
-use crate::store::{EmbeddedStore, Store};
+use crate::store::{EmbeddedStore, PgOptions, PgStore, PgTime, Store};
 use crate::worker::Runner;
 
 /// Options of `sluice serve`. Every setting comes from the built-in defaults,
@@ -71,6 +71,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
             .with_context(|| format!("cannot open the store in {}", server.data_dir.display()))?,
         ),
+        StoreBackend::Postgres(pg) => {
+            let options = pg_options(&pg, api.listen.port());
+            tracing::info!(runner_id = %options.runner_id, schema = %options.schema, "opening the PostgreSQL store");
+            Arc::new(
+                PgStore::open(options, store_settings.config)
+                    .await
+                    .context("cannot open the PostgreSQL store")?,
+            )
+        }
     };
     let sandbox = Sandbox::new(sandbox_config).context("cannot start the sandbox")?;
     let metrics = Arc::new(Metrics::default());
@@ -104,6 +113,43 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     drop(runner);
     drop(store);
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// The store options of `[store] type = "postgres"`: the database's clock,
+/// and the runner id (default `<hostname>:<listen port>`: unique per process
+/// on a host, stable across its restarts, so a restart releases exactly its
+/// own leases).
+fn pg_options(pg: &PgSettings, port: u16) -> PgOptions {
+    let runner_id = pg.runner_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        format!("{host}:{port}")
+    });
+    PgOptions {
+        url: pg.url.clone(),
+        schema: pg.schema.clone(),
+        pool_size: pg.pool_size,
+        runner_id,
+        time: PgTime::Database,
+        poll_fallback: crate::store::PG_DEFAULT_POLL_FALLBACK,
+    }
+}
+
+/// `sluice migrate`: creates or migrates a PostgreSQL store's schema.
+pub async fn migrate(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref(), &args.overrides)?;
+    let StoreBackend::Postgres(pg) = &config.store.backend else {
+        anyhow::bail!("`sluice migrate` is for a PostgreSQL store: pass --store postgres://...");
+    };
+    let options = pg_options(pg, config.api.listen.port());
+    let version = crate::store::pg_migrate(&options)
+        .await
+        .context("cannot migrate the PostgreSQL store")?;
+    println!("schema {:?} is at version {version}", options.schema);
     Ok(())
 }
 

@@ -24,9 +24,26 @@ impl EmbeddedHarness {
 impl Harness for EmbeddedHarness {
     type Store = EmbeddedStore;
 
-    fn open(&mut self, config: StoreConfig, clock: SharedClock) -> StoreResult<EmbeddedStore> {
+    async fn open(
+        &mut self,
+        config: StoreConfig,
+        clock: SharedClock,
+    ) -> StoreResult<EmbeddedStore> {
         EmbeddedStore::open(self.dir.path(), config, clock)
     }
+
+    /// The embedded store's files belong to one process: a second instance
+    /// is a second handle on the open store.
+    async fn open_peer(
+        &mut self,
+        _config: StoreConfig,
+        _clock: SharedClock,
+        first: &EmbeddedStore,
+    ) -> StoreResult<EmbeddedStore> {
+        Ok(first.clone())
+    }
+
+    const SHARED_ACROSS_PROCESSES: bool = false;
 }
 
 sluice::store_conformance_tests!(EmbeddedHarness::new());

@@ -64,7 +64,9 @@ pub(super) async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Dlq(args) => dlq(args).await,
         Command::Replay(args) => replay(args).await,
         Command::Stats(args) => stats(args).await,
-        Command::Serve(_) | Command::Run(_) => unreachable!("dispatched by cli::execute"),
+        Command::Serve(_) | Command::Run(_) | Command::Migrate(_) => {
+            unreachable!("dispatched by cli::execute")
+        }
     }
 }
 

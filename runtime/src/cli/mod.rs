@@ -45,6 +45,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: queue, runner and HTTP API in one process.
     Serve(ServeArgs),
+    /// Create or migrate a PostgreSQL store's schema ahead of `serve` (which
+    /// also does it at start); takes serve's `--config` and `--store`.
+    Migrate(ServeArgs),
     /// Register (or replace) a handler: a WASM module subscribed to a topic.
     Register(RegisterArgs),
     /// List, show, remove, pause or resume handlers.
@@ -345,6 +348,9 @@ pub struct RunArgs {
 pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(_) => anyhow::bail!("`serve` is run by the binary, not the client"),
+        Command::Migrate(args) => crate::serve::migrate(args)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run::run(args).await,
         other => commands::execute(other).await.map(|()| ExitCode::SUCCESS),
     }

@@ -43,10 +43,10 @@ pub(super) struct ApiSection {
 }
 
 /// `[store]`: which backend (`type`) and the queue's limits and retention.
-/// Keys of one backend only (today `checkpoint_bytes` and
-/// `group_commit_window`, the embedded engine's) sit beside the shared ones;
-/// a second backend adds its own (`url`, a pool size, a schema) and
-/// `Config::lay` refuses those given for another `type`.
+/// Keys of one backend only sit beside the shared ones: `checkpoint_bytes`
+/// and `group_commit_window` are the embedded engine's, `url`, `pool_size`,
+/// `schema` and `runner_id` PostgreSQL's; `Config::lay` refuses those given
+/// for another `type`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct StoreSection {
@@ -60,6 +60,10 @@ pub(super) struct StoreSection {
     pub dlq_retention: Option<Dur>,
     pub checkpoint_bytes: Option<Size>,
     pub group_commit_window: Option<Dur>,
+    pub url: Option<String>,
+    pub pool_size: Option<usize>,
+    pub schema: Option<String>,
+    pub runner_id: Option<String>,
 }
 
 /// The backends a `[store] type` may name.
@@ -67,6 +71,7 @@ pub(super) struct StoreSection {
 #[serde(rename_all = "snake_case")]
 pub(super) enum StoreType {
     Embedded,
+    Postgres,
 }
 
 /// `[runner]`: how often the runner's loops wake.

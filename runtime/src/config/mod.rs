@@ -125,6 +125,58 @@ pub enum StoreBackend {
     /// checkpoints in sled.
     #[default]
     Embedded,
+    /// A PostgreSQL database shared by any number of runners (docs/scale-out.md).
+    Postgres(PgSettings),
+}
+
+/// `[store] type = "postgres"`: where the database is and how to use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSettings {
+    /// `url`: `postgres://user[:password]@host[:port]/database`. Required.
+    pub url: String,
+    /// `pool_size`: connections per runner (plus one for LISTEN). Default 16.
+    pub pool_size: usize,
+    /// `schema`: the PostgreSQL schema of this installation. Default `sluice`.
+    pub schema: String,
+    /// `runner_id`: recorded on this runner's leases; at start the runner
+    /// releases the leases of its id. Default `<hostname>:<listen port>`,
+    /// unique per process on a host and stable across its restarts.
+    pub runner_id: Option<String>,
+}
+
+impl PgSettings {
+    /// The settings for `url` with every default.
+    pub fn with_url(url: String) -> PgSettings {
+        PgSettings {
+            url,
+            pool_size: crate::store::PG_DEFAULT_POOL_SIZE,
+            schema: crate::store::PG_DEFAULT_SCHEMA.to_string(),
+            runner_id: None,
+        }
+    }
+}
+
+/// Where `--store` points: `embedded`, or a `postgres://` URL.
+fn parse_store(s: &str) -> Result<StoreChoice, String> {
+    if s == "embedded" {
+        Ok(StoreChoice::Embedded)
+    } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        Ok(StoreChoice::Postgres(s.to_string()))
+    } else {
+        Err(format!(
+            "expected `embedded` or a postgres:// URL, got {:?}",
+            s.split('@').next_back().unwrap_or(s)
+        ))
+    }
+}
+
+/// The backend named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// The embedded store.
+    Embedded,
+    /// PostgreSQL at this URL (the file's other `[store]` PostgreSQL keys apply).
+    Postgres(String),
 }
 
 /// Settings given as flags or environment variables; each beats the file.
@@ -148,6 +200,13 @@ pub struct Overrides {
     /// Log format [default: text].
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// The store: `embedded`, or `postgres://user@host:port/db` to share a
+    /// PostgreSQL queue with other runners [default: embedded].
+    #[arg(long, env = "SLUICE_STORE", value_parser = parse_store)]
+    pub store: Option<StoreChoice>,
+    /// This runner's id on a PostgreSQL store [default: <hostname>:<listen port>].
+    #[arg(long, env = "SLUICE_RUNNER_ID")]
+    pub runner_id: Option<String>,
 }
 
 /// A configuration that cannot be used, naming where it came from.
@@ -252,8 +311,51 @@ impl Config {
         set(&mut self.api.listen, api.listen);
         set(&mut self.api.token, api.token.map(Some));
 
+        let pg_key = [
+            ("url", store.url.is_some()),
+            ("pool_size", store.pool_size.is_some()),
+            ("schema", store.schema.is_some()),
+            ("runner_id", store.runner_id.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given);
+        let embedded_key = [
+            ("checkpoint_bytes", store.checkpoint_bytes.is_some()),
+            ("group_commit_window", store.group_commit_window.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given);
+        let other_backend = |key: &str, kind: &str| {
+            Err(ConfigError::Setting {
+                origin: origin.to_string(),
+                key: format!("[store] {key}"),
+                message: format!("not a setting of type = {kind:?}"),
+            })
+        };
         self.store.backend = match store.kind {
-            None | Some(StoreType::Embedded) => StoreBackend::Embedded,
+            None | Some(StoreType::Embedded) => {
+                if let Some((key, _)) = pg_key {
+                    return other_backend(key, "embedded");
+                }
+                StoreBackend::Embedded
+            }
+            Some(StoreType::Postgres) => {
+                if let Some((key, _)) = embedded_key {
+                    return other_backend(key, "postgres");
+                }
+                let Some(url) = store.url.clone() else {
+                    return Err(ConfigError::Setting {
+                        origin: origin.to_string(),
+                        key: "[store] url".into(),
+                        message: "required with type = \"postgres\"".into(),
+                    });
+                };
+                let mut pg = PgSettings::with_url(url);
+                set(&mut pg.pool_size, store.pool_size);
+                set(&mut pg.schema, store.schema.clone());
+                pg.runner_id = store.runner_id.clone();
+                StoreBackend::Postgres(pg)
+            }
         };
         let s = &mut self.store.config;
         let bytes = |key, v: Option<file::Size>| narrow(origin, "store", key, v);
@@ -300,6 +402,17 @@ impl Config {
         set(&mut self.api.listen, o.listen);
         set(&mut self.api.token, o.token.clone().map(Some));
         set(&mut self.sandbox.pool_instances, o.pool_instances);
+        match &o.store {
+            Some(StoreChoice::Embedded) => self.store.backend = StoreBackend::Embedded,
+            Some(StoreChoice::Postgres(url)) => match &mut self.store.backend {
+                StoreBackend::Postgres(pg) => pg.url = url.clone(),
+                b => *b = StoreBackend::Postgres(PgSettings::with_url(url.clone())),
+            },
+            None => {}
+        }
+        if let (Some(id), StoreBackend::Postgres(pg)) = (&o.runner_id, &mut self.store.backend) {
+            pg.runner_id = Some(id.clone());
+        }
     }
 
     /// Checks every bound, naming the first key that breaks one.
@@ -332,6 +445,17 @@ impl Config {
                 "[store] group_commit_window",
                 format!("{:?} is more than 1 s", s.group_commit_window),
             );
+        }
+        if let StoreBackend::Postgres(pg) = &self.store.backend {
+            if pg.pool_size == 0 || pg.pool_size > 1024 {
+                return bad(
+                    "[store] pool_size",
+                    format!("{} is outside 1 ..= 1024", pg.pool_size),
+                );
+            }
+            if let Err(e) = crate::store::check_pg_schema(&pg.schema) {
+                return bad("[store] schema", e.to_string());
+            }
         }
         let r = &self.runner;
         for (key, d) in [

@@ -44,15 +44,96 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
-use crate::names::NameError;
+use crate::names::{NameError, validate_handler, validate_header, validate_key, validate_topic};
 use crate::outcome::Outcome;
 use crate::policy::{Disposition, HandlerPolicy, PolicyError};
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 mod embedded;
+mod postgres;
 
 pub use embedded::EmbeddedStore;
+pub use postgres::{
+    DEFAULT_POLL_FALLBACK as PG_DEFAULT_POLL_FALLBACK, DEFAULT_POOL_SIZE as PG_DEFAULT_POOL_SIZE,
+    DEFAULT_SCHEMA as PG_DEFAULT_SCHEMA, PgOptions, PgStore, PgTime,
+    check_schema as check_pg_schema, migrate as pg_migrate,
+};
+
+/// Checks a message before any backend touches it: names, sizes, headers,
+/// times. The rules every backend enforces, in one place.
+pub(crate) fn validate_message(config: &StoreConfig, m: &NewMessage) -> StoreResult<()> {
+    validate_topic(&m.topic)?;
+    if m.payload.len() > config.max_payload_bytes {
+        return Err(StoreError::PayloadTooLarge {
+            size: m.payload.len(),
+            max: config.max_payload_bytes,
+        });
+    }
+    if let Some(k) = &m.ordering_key {
+        validate_key("ordering key", k)?;
+    }
+    if let Some(k) = &m.idempotency_key {
+        validate_key("idempotency key", k)?;
+    }
+    if m.headers.len() > config.max_headers {
+        return Err(StoreError::InvalidInput(format!(
+            "{} headers, at most {} allowed",
+            m.headers.len(),
+            config.max_headers
+        )));
+    }
+    for (k, v) in &m.headers {
+        validate_header(k, v)?;
+    }
+    if let Some(t) = m.not_before {
+        // Last line of defence: every edge checks its own field already.
+        t.check("not_before")
+            .map_err(|e| StoreError::InvalidInput(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Checks an attempt's outbox messages (topic and key names).
+pub(crate) fn validate_outbox(outbox: &[OutboxMessage]) -> StoreResult<()> {
+    for o in outbox {
+        validate_topic(&o.topic)?;
+        if let Some(k) = &o.ordering_key {
+            validate_key("ordering key", k)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks a handler to register: its names and policy.
+pub(crate) fn validate_spec(spec: &HandlerSpec) -> StoreResult<()> {
+    validate_handler(&spec.name)?;
+    validate_topic(&spec.topic)?;
+    spec.policy.validate()?;
+    Ok(())
+}
+
+/// A registered handler keeps its topic: re-registering it on another one is
+/// refused (remove it first).
+pub(crate) fn check_same_topic(old: Option<&HandlerRecord>, spec: &HandlerSpec) -> StoreResult<()> {
+    match old.filter(|o| o.topic != spec.topic) {
+        Some(old) => Err(StoreError::InvalidInput(format!(
+            "handler {:?} is subscribed to topic {:?}; remove it first to subscribe it to {:?}",
+            spec.name, old.topic, spec.topic
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A new UUID v7 at `t` (message and delivery ids, every backend).
+pub(crate) fn new_id(t: Timestamp) -> Uuid {
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        t.0 / 1000,
+        ((t.0 % 1000) * 1_000_000) as u32,
+    );
+    Uuid::new_v7(ts)
+}
 
 /// A message's id: a UUID v7, so ids sort by enqueue time.
 pub type MessageId = Uuid;
@@ -104,6 +185,10 @@ impl Default for StoreConfig {
         }
     }
 }
+
+/// Upper bounds of the durable-commit batch-size histogram in
+/// [`Stats::flush_batches`] (`u64::MAX` = +Inf), for every backend.
+pub const COMMIT_BATCH_BOUNDS: [u64; 12] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, u64::MAX];
 
 /// A message to enqueue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -578,6 +663,21 @@ pub enum StoreError {
     /// The store is shutting down or was closed.
     #[error("store closed")]
     Closed,
+    /// The database could not be reached, or a commit's outcome is unknown
+    /// (the connection dropped during COMMIT); nothing was acknowledged.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store's schema was written by a newer sluice; this one refuses to
+    /// touch it rather than misread it.
+    #[error(
+        "the store's schema is version {found}, newer than this sluice's {supported}: upgrade sluice"
+    )]
+    SchemaTooNew {
+        /// The version found.
+        found: i32,
+        /// The newest version this build knows.
+        supported: i32,
+    },
 }
 
 impl StoreError {
@@ -594,7 +694,10 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            StoreError::DiskFull(_) | StoreError::Io(_) | StoreError::Closed
+            StoreError::DiskFull(_)
+                | StoreError::Io(_)
+                | StoreError::Closed
+                | StoreError::Unavailable(_)
         )
     }
 }

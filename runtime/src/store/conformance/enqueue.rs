@@ -35,7 +35,8 @@ pub async fn oversized_payload_is_refused<H: Harness>(mut cx: Ctx<H>) {
     cx.reopen_with(StoreConfig {
         max_payload_bytes: 1024,
         ..StoreConfig::default()
-    });
+    })
+    .await;
     let s = cx.store();
     handler(s, "h", "t").await;
     let big = NewMessage {
@@ -212,7 +213,7 @@ pub async fn idempotency_key_deduplicates_within_window<H: Harness>(mut cx: Ctx<
     );
     assert_eq!(depth(s, "t").await, 2);
 
-    cx.restart();
+    cx.restart().await;
     let s = cx.store();
     let r = s.enqueue(vec![with_key("three", "order-1")]).await.unwrap();
     assert_eq!(
@@ -246,7 +247,8 @@ pub async fn idempotency_window_is_pruned<H: Harness>(mut cx: Ctx<H>) {
     cx.reopen_with(StoreConfig {
         idempotency_window: Duration::from_secs(3600),
         ..StoreConfig::default()
-    });
+    })
+    .await;
     let s = cx.store();
     handler(s, "h", "t").await;
     let k = NewMessage {
@@ -278,7 +280,8 @@ pub async fn queue_full_refuses_whole_batch<H: Harness>(mut cx: Ctx<H>) {
     cx.reopen_with(StoreConfig {
         max_topic_depth: 3,
         ..StoreConfig::default()
-    });
+    })
+    .await;
     let s = cx.store();
     handler(s, "h", "t").await;
     handler(s, "other", "u").await;

@@ -42,7 +42,7 @@ pub async fn expired_lease_gets_the_policy_fate<H: Harness>(cx: Ctx<H>) {
 pub async fn released_lease_gets_the_policy_fate<H: Harness>(mut cx: Ctx<H>) {
     let s = cx.store();
     let (p, id) = leased_with_one_retry(s).await;
-    cx.restart();
+    cx.restart().await;
     let s = cx.store();
     let next = assert_retrying(s, &p, id, cx.now(), "process restarted").await;
     s.promote_due(10).await.unwrap();
@@ -53,7 +53,7 @@ pub async fn released_lease_gets_the_policy_fate<H: Harness>(mut cx: Ctx<H>) {
     cx.advance(next.since(cx.now()));
     s.promote_due(10).await.unwrap();
     assert_eq!(lease_all(s, "h").await.len(), 1);
-    cx.restart();
+    cx.restart().await;
     assert_exhausted(cx.store(), id, "process restarted").await;
 }
 

@@ -94,7 +94,7 @@ pub async fn paused_handler_leases_nothing<H: Harness>(mut cx: Ctx<H>) {
     assert_eq!(delivery_of(s, id, "p").await.state, DeliveryState::Ready);
     let st = s.stats().await.unwrap();
     assert!(st.handlers.iter().any(|h| h.handler == "p" && h.paused));
-    cx.restart();
+    cx.restart().await;
     let s = cx.store();
     assert!(s.handler("p").await.unwrap().paused, "pause is durable");
     assert!(lease_all(s, "p").await.is_empty());

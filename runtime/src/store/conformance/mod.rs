@@ -13,7 +13,7 @@
 //! struct EmbeddedHarness(tempfile::TempDir);
 //! impl Harness for EmbeddedHarness {
 //!     type Store = EmbeddedStore;
-//!     fn open(&mut self, config: StoreConfig, clock: SharedClock) -> StoreResult<EmbeddedStore> {
+//!     async fn open(&mut self, config: StoreConfig, clock: SharedClock) -> StoreResult<EmbeddedStore> {
 //!         EmbeddedStore::open(self.0.path(), config, clock)
 //!     }
 //! }
@@ -38,6 +38,7 @@
 //! | [`outbox`] | the transactional outbox |
 //! | [`ordering`] | per-key ordering |
 //! | [`restart`] | durability across restart, leases released on open, group commit, signals |
+//! | [`instances`] | two instances on one place: wakes across instances, no double lease, a restart releases only its own leases |
 //! | [`helpers`] | what the cases share, also used by the model, crash and integration tests |
 //!
 //! Each group file owns its part of the case list: it ends with a hidden macro
@@ -57,6 +58,7 @@ pub mod enqueue;
 pub mod fate;
 pub mod handlers;
 pub mod helpers;
+pub mod instances;
 pub mod lease;
 pub mod ordering;
 pub mod outbox;
@@ -71,7 +73,30 @@ pub trait Harness: Send + 'static {
     /// The backend under test.
     type Store: Store;
     /// Opens (or creates, the first time) the store at this harness's place.
-    fn open(&mut self, config: StoreConfig, clock: SharedClock) -> StoreResult<Self::Store>;
+    /// Async: a networked backend connects.
+    fn open(
+        &mut self,
+        config: StoreConfig,
+        clock: SharedClock,
+    ) -> impl Future<Output = StoreResult<Self::Store>> + Send;
+
+    /// Opens a second instance at the same place, as a second runner (its own
+    /// runner id) would, beside `first`, the open first instance. A backend
+    /// whose place belongs to one process (the embedded store: its files are
+    /// locked by the process) returns a handle sharing `first`: its "second
+    /// instance" is a second user of the one store in that process.
+    fn open_peer(
+        &mut self,
+        config: StoreConfig,
+        clock: SharedClock,
+        first: &Self::Store,
+    ) -> impl Future<Output = StoreResult<Self::Store>> + Send;
+
+    /// Whether separate processes can share this place, so one instance can
+    /// restart while another stays open. Only then can "a restart releases
+    /// only its own leases" be tested: where one process owns the store, a
+    /// restart ends every instance and releasing all leases is right.
+    const SHARED_ACROSS_PROCESSES: bool;
 }
 
 /// One case's world: the harness, the open store and the clock.
@@ -84,10 +109,11 @@ pub struct Ctx<H: Harness> {
 
 impl<H: Harness> Ctx<H> {
     /// Opens the store with `config` and a manual clock at [`T0`](helpers::T0).
-    pub fn open(mut harness: H, config: StoreConfig) -> Ctx<H> {
+    pub async fn open(mut harness: H, config: StoreConfig) -> Ctx<H> {
         let clock = helpers::manual_clock();
         let store = harness
             .open(config.clone(), Arc::new(clock.clone()))
+            .await
             .expect("open the store");
         Ctx {
             harness,
@@ -122,15 +148,26 @@ impl<H: Harness> Ctx<H> {
         self.clock.advance(d);
     }
 
+    /// A second instance of the store at the same place ([`Harness::open_peer`]).
+    pub async fn peer(&mut self) -> Arc<H::Store> {
+        let first = self.store.as_ref().expect("store is open");
+        let peer = self
+            .harness
+            .open_peer(self.config.clone(), Arc::new(self.clock.clone()), first)
+            .await
+            .expect("open a second instance");
+        Arc::new(peer)
+    }
+
     /// Drops the store and opens it again at the same place with the same config:
     /// what a process restart does.
-    pub fn restart(&mut self) {
+    pub async fn restart(&mut self) {
         let config = self.config.clone();
-        self.reopen_with(config);
+        self.reopen_with(config).await;
     }
 
     /// Drops the store and opens it again at the same place with `config`.
-    pub fn reopen_with(&mut self, config: StoreConfig) {
+    pub async fn reopen_with(&mut self, config: StoreConfig) {
         let store = self.store.take().expect("store is open");
         assert_eq!(
             Arc::strong_count(&store),
@@ -141,6 +178,7 @@ impl<H: Harness> Ctx<H> {
         let store = self
             .harness
             .open(config.clone(), Arc::new(self.clock.clone()))
+            .await
             .expect("reopen the store");
         self.store = Some(Arc::new(store));
         self.config = config;
@@ -160,7 +198,7 @@ where
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
-        let cx = Ctx::open(harness, StoreConfig::default());
+        let cx = Ctx::open(harness, StoreConfig::default()).await;
         case(cx).await;
     });
 }
@@ -192,6 +230,7 @@ macro_rules! __store_conformance_groups {
         $crate::__store_conformance_restart! { $($with)* }
         $crate::__store_conformance_fate! { $($with)* }
         $crate::__store_conformance_query! { $($with)* }
+        $crate::__store_conformance_instances! { $($with)* }
     };
 }
 

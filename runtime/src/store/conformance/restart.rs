@@ -120,7 +120,7 @@ pub async fn acknowledged_state_survives_restart<H: Harness>(mut cx: Ctx<H>) {
     }
     let stats_before = s.stats().await.unwrap();
     let handlers_before = s.handlers().await.unwrap();
-    cx.restart();
+    cx.restart().await;
     let s = cx.store();
     for (id, b) in ids.iter().zip(&before) {
         let mut a = s.message(*id).await.unwrap();
@@ -157,7 +157,7 @@ pub async fn leases_are_released_on_open<H: Harness>(mut cx: Ctx<H>) {
     let id = enqueue1(s, msg("t", "x")).await;
     let l = lease_all(s, "h").await.remove(0);
     cx.advance(Duration::from_secs(1));
-    cx.restart();
+    cx.restart().await;
     let s = cx.store();
     let d = delivery_of(s, id, "h").await;
     assert_ne!(
@@ -206,7 +206,7 @@ pub async fn ordering_survives_restart<H: Harness>(mut cx: Ctx<H>) {
         .await
         .unwrap();
     assert_eq!(payloads(&lease_all(s, "h").await), ["k1"]);
-    cx.restart();
+    cx.restart().await;
     let s = cx.store();
     cx.advance(Duration::from_secs(2));
     s.promote_due(10).await.unwrap();
@@ -214,7 +214,7 @@ pub async fn ordering_survives_restart<H: Harness>(mut cx: Ctx<H>) {
     assert_eq!(payloads(&l), ["k1"], "released head runs first again");
     assert_eq!(count(s, "h", DeliveryState::Blocked).await, 2);
     s.complete(&l[0].lease, ok(), vec![]).await.unwrap();
-    cx.restart();
+    cx.restart().await;
     let s = cx.store();
     assert_eq!(payloads(&lease_all(s, "h").await), ["k2"]);
 }

@@ -156,7 +156,8 @@ pub async fn prune_removes_old_dead_and_done_messages<H: Harness>(mut cx: Ctx<H>
         dlq_retention: Duration::from_secs(3600),
         message_retention: Duration::from_secs(7200),
         ..StoreConfig::default()
-    });
+    })
+    .await;
     let s = cx.store();
     handler(s, "h", "t").await;
     let dead_msg = enqueue1(s, msg("t", "dead")).await;

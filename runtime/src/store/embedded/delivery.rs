@@ -10,7 +10,6 @@
 //! The transitions below only change the record's fields.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::codec::{self, id_time_value, id_value, parse_id_value};
 use super::txn::Txn;
@@ -49,15 +48,7 @@ pub(super) struct DeliveryRec {
     pub(super) created_at: Timestamp,
 }
 
-/// A new UUID v7 at `t`.
-pub(super) fn new_id(t: Timestamp) -> Uuid {
-    let ts = uuid::Timestamp::from_unix(
-        uuid::NoContext,
-        t.0 / 1000,
-        ((t.0 % 1000) * 1_000_000) as u32,
-    );
-    Uuid::new_v7(ts)
-}
+pub(super) use crate::store::new_id;
 
 /// The index entry (key, value) of a delivery in its state; `None` for
 /// succeeded deliveries, which are found through their message only.

@@ -35,9 +35,7 @@ pub(super) struct FlushDone {
     pub(super) batches: [u64; FLUSH_BATCH_BOUNDS.len()],
 }
 
-/// Upper bounds of the group-commit batch-size histogram (`u64::MAX` = +Inf).
-pub(super) const FLUSH_BATCH_BOUNDS: [u64; 12] =
-    [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, u64::MAX];
+pub(super) use crate::store::COMMIT_BATCH_BOUNDS as FLUSH_BATCH_BOUNDS;
 
 #[derive(Debug)]
 struct StoreErrorRepr {

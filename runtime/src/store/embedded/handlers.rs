@@ -8,7 +8,6 @@ use sha2::{Digest, Sha256};
 use super::delivery::DeliveryRec;
 use super::txn::Txn;
 use super::{Inner, codec, keys};
-use crate::names::{validate_handler, validate_topic};
 use crate::store::{DeliveryState, HandlerRecord, HandlerSpec, StoreError, StoreResult};
 
 /// Deliveries examined per batch while removing a handler, so the queue
@@ -74,20 +73,13 @@ impl Inner {
         spec: HandlerSpec,
         module: &[u8],
     ) -> StoreResult<HandlerRecord> {
-        validate_handler(&spec.name)?;
-        validate_topic(&spec.topic)?;
-        spec.policy.validate()?;
+        crate::store::validate_spec(&spec)?;
         let sha = hex::encode(Sha256::digest(module));
         let mut w = self.lock();
         let now = self.clock.now();
         let mut txn = Txn::new(&self.tree);
         let old = self.handler_record(&spec.name).ok();
-        if let Some(old) = old.as_ref().filter(|o| o.topic != spec.topic) {
-            return Err(StoreError::InvalidInput(format!(
-                "handler {:?} is subscribed to topic {:?}; remove it first to subscribe it to {:?}",
-                spec.name, old.topic, spec.topic
-            )));
-        }
+        crate::store::check_same_topic(old.as_ref(), &spec)?;
         let record = HandlerRecord {
             name: spec.name.clone(),
             topic: spec.topic.clone(),

@@ -10,7 +10,6 @@ use super::delivery::{DeliveryRec, new_id, save};
 use super::txn::Txn;
 use super::{Inner, Writer, codec, keys};
 use crate::clock::Timestamp;
-use crate::names::{validate_header, validate_key, validate_topic};
 use crate::policy::Disposition;
 use crate::store::{
     AttemptRecord, AttemptReport, DeliveryState, Enqueued, Lease, Leased, Message, NewMessage,
@@ -18,38 +17,6 @@ use crate::store::{
 };
 
 impl Inner {
-    fn validate(&self, m: &NewMessage) -> StoreResult<()> {
-        validate_topic(&m.topic)?;
-        if m.payload.len() > self.config.max_payload_bytes {
-            return Err(StoreError::PayloadTooLarge {
-                size: m.payload.len(),
-                max: self.config.max_payload_bytes,
-            });
-        }
-        if let Some(k) = &m.ordering_key {
-            validate_key("ordering key", k)?;
-        }
-        if let Some(k) = &m.idempotency_key {
-            validate_key("idempotency key", k)?;
-        }
-        if m.headers.len() > self.config.max_headers {
-            return Err(StoreError::InvalidInput(format!(
-                "{} headers, at most {} allowed",
-                m.headers.len(),
-                self.config.max_headers
-            )));
-        }
-        for (k, v) in &m.headers {
-            validate_header(k, v)?;
-        }
-        if let Some(t) = m.not_before {
-            // Last line of defence: every edge checks its own field already.
-            t.check("not_before")
-                .map_err(|e| StoreError::InvalidInput(e.to_string()))?;
-        }
-        Ok(())
-    }
-
     /// Open deliveries of `topic`'s handlers, including this transaction's.
     fn depth(&self, w: &Writer, txn: &Txn<'_>, handlers: &[String]) -> u64 {
         let mut depth: i64 = 0;
@@ -137,7 +104,7 @@ impl Inner {
     /// Enqueues a batch atomically (the verb; durability is the caller's).
     pub(super) fn enqueue(&self, batch: Vec<NewMessage>) -> StoreResult<Vec<Enqueued>> {
         for m in &batch {
-            self.validate(m)?;
+            crate::store::validate_message(&self.config, m)?;
         }
         let mut w = self.lock();
         let now = self.clock.now();
@@ -231,12 +198,7 @@ impl Inner {
         report: AttemptReport,
         outbox: Vec<OutboxMessage>,
     ) -> StoreResult<()> {
-        for o in &outbox {
-            validate_topic(&o.topic)?;
-            if let Some(k) = &o.ordering_key {
-                validate_key("ordering key", k)?;
-            }
-        }
+        crate::store::validate_outbox(&outbox)?;
         self.settle(lease, report, |w, txn, rec, now| {
             rec.state = DeliveryState::Succeeded;
             self.release_key(txn, rec, now)?;

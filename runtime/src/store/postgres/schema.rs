@@ -1,0 +1,216 @@
+//! The schema, created and migrated by sluice: one PostgreSQL schema per
+//! installation, versioned in its `schema_version` table.
+//!
+//! [`migrate`] runs at every open (and as `sluice migrate`): under a
+//! transaction-scoped advisory lock, so N runners starting at once migrate
+//! once; each step in [`MIGRATIONS`] runs in that transaction with the version
+//! bump, so a crash mid-migration leaves the previous version. A schema whose
+//! version is newer than this build's is refused ([`StoreError::SchemaTooNew`]).
+//!
+//! Times are milliseconds since the epoch (`bigint`), as [`Timestamp`](crate::clock::Timestamp)
+//! holds them; states are the `smallint`s of [`super::rows::state_code`].
+
+use tokio_postgres::Client;
+
+use super::error::db;
+use crate::store::{StoreError, StoreResult};
+
+/// The newest schema version this build writes.
+pub(super) const VERSION: i32 = 1;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// Version 1: every table of the queue.
+///
+/// - `deliveries` carries the state machine; partial indexes serve each
+///   state's scan (ready by enqueue order per handler, due times, lease
+///   expiries, blocked by key order, dead by death time), so no verb scans
+///   the backlog.
+/// - `counters` holds per-(handler, state) counts, kept by a trigger on
+///   `deliveries` in the same transaction as the change, striped by backend
+///   so concurrent writers do not serialise on one row; stats and the depth
+///   check sum the stripes.
+/// - `key_heads` holds, per (handler, ordering key), the one delivery in
+///   flight; its row lock serialises the key's enqueues and hand-overs.
+/// - `idempotency` is the dedup window: its primary key makes a concurrent
+///   duplicate wait for the original's commit.
+const V1: &str = r#"
+CREATE TABLE topics (name text PRIMARY KEY);
+CREATE TABLE modules (sha256 text PRIMARY KEY, bytes bytea NOT NULL);
+CREATE TABLE handlers (
+    name text PRIMARY KEY,
+    topic text NOT NULL,
+    module_sha256 text NOT NULL REFERENCES modules (sha256),
+    policy jsonb NOT NULL,
+    paused boolean NOT NULL,
+    version bigint NOT NULL,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL
+);
+CREATE INDEX handlers_topic ON handlers (topic);
+CREATE TABLE messages (
+    id uuid PRIMARY KEY,
+    topic text NOT NULL,
+    payload bytea NOT NULL,
+    ordering_key text,
+    idempotency_key text NOT NULL,
+    headers jsonb NOT NULL,
+    enqueued_at bigint NOT NULL,
+    enqueued_at_micros bigint NOT NULL,
+    not_before bigint
+);
+CREATE INDEX messages_topic_time ON messages (topic, enqueued_at, id);
+CREATE INDEX messages_time ON messages (enqueued_at, id);
+CREATE TABLE idempotency (
+    topic text NOT NULL,
+    key text NOT NULL,
+    message_id uuid NOT NULL,
+    at bigint NOT NULL,
+    PRIMARY KEY (topic, key)
+);
+CREATE INDEX idempotency_at ON idempotency (at);
+CREATE SEQUENCE delivery_seq;
+CREATE SEQUENCE lease_tokens;
+CREATE TABLE deliveries (
+    id uuid PRIMARY KEY,
+    message_id uuid NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    handler text NOT NULL,
+    ordering_key text,
+    not_before bigint,
+    seq bigint NOT NULL DEFAULT nextval('delivery_seq'),
+    state smallint NOT NULL,
+    due bigint,
+    lease_token bigint,
+    lease_expires_at bigint,
+    lease_owner text,
+    ready_since bigint,
+    attempt integer NOT NULL DEFAULT 0,
+    attempt_records integer NOT NULL DEFAULT 0,
+    round integer NOT NULL DEFAULT 0,
+    last_outcome text,
+    dead_reason text,
+    dead_at bigint,
+    created_at bigint NOT NULL
+);
+CREATE INDEX deliveries_message ON deliveries (message_id, id);
+CREATE INDEX deliveries_handler ON deliveries (handler);
+CREATE INDEX deliveries_ready ON deliveries (handler, seq) WHERE state = 2;
+CREATE INDEX deliveries_due ON deliveries (due, id) WHERE state IN (0, 4);
+CREATE INDEX deliveries_leased ON deliveries (lease_expires_at, id) WHERE state = 3;
+CREATE INDEX deliveries_leased_owner ON deliveries (lease_owner) WHERE state = 3;
+CREATE INDEX deliveries_blocked ON deliveries (handler, ordering_key, seq) WHERE state = 1;
+CREATE INDEX deliveries_dead ON deliveries (dead_at, handler, id) WHERE state = 6;
+CREATE TABLE attempts (
+    delivery_id uuid NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    seq integer NOT NULL,
+    number integer NOT NULL,
+    round integer NOT NULL,
+    started_at bigint NOT NULL,
+    finished_at bigint,
+    -- The report, once finished: the outcome as JSON, output as bytes.
+    outcome jsonb,
+    duration_ms bigint,
+    module_sha256 text,
+    stdout bytea,
+    stdout_truncated boolean,
+    stderr bytea,
+    stderr_truncated boolean,
+    peak_memory_bytes bigint,
+    fuel_used bigint,
+    PRIMARY KEY (delivery_id, seq)
+);
+CREATE TABLE key_heads (
+    handler text NOT NULL,
+    ordering_key text NOT NULL,
+    head uuid NOT NULL,
+    PRIMARY KEY (handler, ordering_key)
+);
+CREATE TABLE counters (
+    handler text NOT NULL,
+    state smallint NOT NULL,
+    stripe integer NOT NULL,
+    n bigint NOT NULL,
+    PRIMARY KEY (handler, state, stripe)
+);
+CREATE FUNCTION count_delivery() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE my_stripe integer := pg_backend_pid() % 8;
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.state = NEW.state AND OLD.handler = NEW.handler THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        INSERT INTO counters AS c VALUES (OLD.handler, OLD.state, my_stripe, -1)
+        ON CONFLICT (handler, state, stripe) DO UPDATE SET n = c.n - 1;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        INSERT INTO counters AS c VALUES (NEW.handler, NEW.state, my_stripe, 1)
+        ON CONFLICT (handler, state, stripe) DO UPDATE SET n = c.n + 1;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER deliveries_count AFTER INSERT OR DELETE OR UPDATE OF state, handler
+    ON deliveries FOR EACH ROW EXECUTE FUNCTION count_delivery();
+"#;
+
+/// Creates `schema` if missing and brings it to [`VERSION`]; refuses a newer one.
+pub(super) async fn migrate(client: &mut Client, schema: &str) -> StoreResult<i32> {
+    let tx = client.transaction().await.map_err(db)?;
+    // "already exists, skipping" notices are not news.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(db)?;
+    // One migrator per schema at a time (runners starting together).
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('sluice-migrate:' || $1::text))",
+        &[&schema],
+    )
+    .await
+    .map_err(db)?;
+    let quoted = quote_ident(schema);
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {quoted};
+         CREATE TABLE IF NOT EXISTS {quoted}.schema_version (version integer NOT NULL);"
+    ))
+    .await
+    .map_err(db)?;
+    let row = tx
+        .query_opt(&format!("SELECT version FROM {quoted}.schema_version"), &[])
+        .await
+        .map_err(db)?;
+    let found: i32 = match row {
+        Some(r) => r.get(0),
+        None => {
+            tx.execute(
+                &format!("INSERT INTO {quoted}.schema_version VALUES (0)"),
+                &[],
+            )
+            .await
+            .map_err(db)?;
+            0
+        }
+    };
+    if found > VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: VERSION,
+        });
+    }
+    tx.batch_execute(&format!("SET LOCAL search_path TO {quoted}"))
+        .await
+        .map_err(db)?;
+    for (from, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tracing::info!(schema, from, to = from + 1, "migrating the store's schema");
+        tx.batch_execute(step).await.map_err(db)?;
+    }
+    tx.execute("UPDATE schema_version SET version = $1", &[&VERSION])
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(VERSION)
+}
+
+/// `name` as a quoted SQL identifier.
+pub(super) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
