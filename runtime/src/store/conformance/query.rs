@@ -303,7 +303,7 @@ pub async fn query_follows_changes_and_restart<H: Harness>(mut cx: Ctx<H>) {
     let dead_q = in_state("h", DeliveryState::Dead);
     assert_eq!(ids(s, &dead_q).await, [d1]);
 
-    cx.restart();
+    cx.restart().await;
     let s = cx.store();
     assert_eq!(ids(s, &dead_q).await, [d1], "after a restart");
     assert_eq!(ids(s, &ready).await, [d2], "after a restart");

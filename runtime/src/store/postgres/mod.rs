@@ -14,6 +14,7 @@
 //! | the DLQ, replay and purge | [`dlq`] |
 //! | promote due, expired leases, prune, releasing this runner's leases at open | [`upkeep`] |
 //! | message, delivery, stats | [`inspect`] |
+//! | listing and searching deliveries (`query_deliveries`) | [`query`] |
 //! | LISTEN/NOTIFY signals across runners, the polling fallback | [`notify`] |
 //! | rows and columns, state codes | [`rows`] |
 //! | prepared statements | [`sql`] |
@@ -47,6 +48,7 @@ mod error;
 mod handlers;
 mod inspect;
 mod notify;
+mod query;
 mod queue;
 mod rows;
 mod schema;
@@ -70,7 +72,8 @@ use self::batch::{Call, Done, Op};
 use self::error::{db, pool};
 use self::queue::Fate;
 use super::{
-    AttemptReport, COMMIT_BATCH_BOUNDS, DeadFilter, DeliveryId, DeliveryStatus, Enqueued,
+    AttemptReport, COMMIT_BATCH_BOUNDS, DeadFilter, DeliveryId, DeliveryPage, DeliveryQuery,
+    DeliveryStatus, Enqueued,
     ExpiredLease, HandlerRecord, HandlerSpec, Lease, Leased, MessageId, MessageStatus, NewMessage,
     OutboxMessage, PruneReport, Stats, Store, StoreConfig, StoreError, StoreResult,
 };
@@ -541,6 +544,16 @@ impl Store for PgStore {
             out.push(self.core.status_of(&c, r).await?);
         }
         Ok(out)
+    }
+
+    async fn query_deliveries(
+        &self,
+        query: &DeliveryQuery,
+        after: Option<DeliveryId>,
+        limit: usize,
+    ) -> StoreResult<DeliveryPage> {
+        let c = self.core.client().await?;
+        self.core.query_in(&c, query, after, limit).await
     }
 
     async fn purge_dead(&self, filter: &DeadFilter) -> StoreResult<u64> {

@@ -16,10 +16,19 @@ use super::error::db;
 use crate::store::{StoreError, StoreResult};
 
 /// The newest schema version this build writes.
-pub(super) const VERSION: i32 = 1;
+pub(super) const VERSION: i32 = 2;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
+
+/// Version 2: the indexes of `query_deliveries` (the dashboard's lists and
+/// search): deliveries by (handler, state) and by (handler, ordering key),
+/// each ordered by delivery id (creation order), so a page is a range read.
+const V2: &str = r#"
+CREATE INDEX deliveries_query_state ON deliveries (handler, state, id);
+CREATE INDEX deliveries_query_key ON deliveries (handler, ordering_key, id)
+    WHERE ordering_key IS NOT NULL;
+"#;
 
 /// Version 1: every table of the queue.
 ///
