@@ -204,7 +204,7 @@ pub struct Overrides {
     /// PostgreSQL queue with other runners [default: embedded].
     #[arg(long, env = "SLUICE_STORE", value_parser = parse_store)]
     pub store: Option<StoreChoice>,
-    /// This runner's id on a PostgreSQL store [default: <hostname>:<listen port>].
+    /// This runner's id on a PostgreSQL store [default: HOSTNAME:LISTEN_PORT].
     #[arg(long, env = "SLUICE_RUNNER_ID")]
     pub runner_id: Option<String>,
 }

@@ -149,6 +149,8 @@ fn flags_and_environment_beat_the_file() {
         grace: Some(Duration::from_secs(1)),
         pool_instances: Some(3),
         log_format: Some(LogFormat::Text),
+        store: None,
+        runner_id: None,
     };
     let c = Config::load(Some(&file), &overrides).unwrap();
     assert_eq!(c.server.data_dir, PathBuf::from("/srv/data"));
@@ -284,7 +286,7 @@ fn an_out_of_bounds_override_names_the_command_line() {
 
 #[test]
 fn an_unknown_store_type_is_refused() {
-    let e = refused("[store]\ntype = \"postgres\"\n", "[store] type");
+    let e = refused("[store]\ntype = \"nats\"\n", "[store] type");
     assert!(e.contains("postgres") && e.contains("embedded"), "{e}");
 }
 
@@ -345,4 +347,63 @@ fn the_documented_example_is_valid() {
     let c = parse(example).unwrap();
     assert_eq!(c.store.config.max_payload_bytes, 256 << 10);
     assert_eq!(c.sandbox.pool_instances, 64);
+}
+
+#[test]
+fn postgres_store_is_read_with_its_own_keys() {
+    let c = parse(
+        "[store]\ntype = \"postgres\"\nurl = \"postgres://u@db:5432/q\"\npool_size = 4\n\
+         schema = \"jobs\"\nrunner_id = \"r1\"\nmax_topic_depth = 10\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.store.backend,
+        StoreBackend::Postgres(PgSettings {
+            url: "postgres://u@db:5432/q".into(),
+            pool_size: 4,
+            schema: "jobs".into(),
+            runner_id: Some("r1".into()),
+        })
+    );
+    assert_eq!(c.store.config.max_topic_depth, 10);
+    let d = parse("[store]\ntype = \"postgres\"\nurl = \"postgres://db/q\"\n").unwrap();
+    assert_eq!(
+        d.store.backend,
+        StoreBackend::Postgres(PgSettings::with_url("postgres://db/q".into()))
+    );
+}
+
+#[test]
+fn a_backends_keys_are_refused_for_the_other() {
+    refused("[store]\nurl = \"postgres://db/q\"\n", "[store] url");
+    refused(
+        "[store]\ntype = \"postgres\"\nurl = \"postgres://db/q\"\ncheckpoint_bytes = \"8MiB\"\n",
+        "[store] checkpoint_bytes",
+    );
+    refused("[store]\ntype = \"postgres\"\n", "[store] url");
+    refused(
+        "[store]\ntype = \"postgres\"\nurl = \"postgres://db/q\"\npool_size = 0\n",
+        "[store] pool_size",
+    );
+    refused(
+        "[store]\ntype = \"postgres\"\nurl = \"postgres://db/q\"\nschema = \"Bad-Name\"\n",
+        "[store] schema",
+    );
+}
+
+#[test]
+fn store_flag_picks_the_backend() {
+    assert!(parse_store("mysql://x").is_err());
+    let overrides = Overrides {
+        store: Some(parse_store("postgres://u@h:1/d").unwrap()),
+        runner_id: Some("r9".into()),
+        ..Overrides::default()
+    };
+    let c = Config::load(None, &overrides).unwrap();
+    let StoreBackend::Postgres(pg) = c.store.backend else {
+        panic!("--store postgres:// picks PostgreSQL")
+    };
+    assert_eq!(pg.url, "postgres://u@h:1/d");
+    assert_eq!(pg.runner_id.as_deref(), Some("r9"));
+    assert_eq!(pg.schema, "sluice");
 }

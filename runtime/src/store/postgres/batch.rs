@@ -26,8 +26,8 @@ pub(super) const MAX_BATCH: usize = 256;
 pub(super) enum Op {
     /// Enqueue a validated batch.
     Enqueue(Vec<NewMessage>),
-    /// Settle an attempt.
-    Settle(Lease, AttemptReport, Fate),
+    /// Settle an attempt (boxed: a report is large).
+    Settle(Box<(Lease, AttemptReport, Fate)>),
 }
 
 /// A verb's answer.
@@ -141,7 +141,8 @@ async fn run_op(core: &Core, tx: &Tx<'_>, op: Op, now: Now) -> StoreResult<(Done
             let (out, woke) = core.enqueue_in(tx, batch, now).await?;
             Ok((Done::Enqueued(out), woke))
         }
-        Op::Settle(lease, report, fate) => {
+        Op::Settle(settle) => {
+            let (lease, report, fate) = *settle;
             let woke = core.settle_in(tx, &lease, report, fate, now).await?;
             Ok((Done::Settled, woke))
         }

@@ -8,7 +8,8 @@
 
 use crate::store::StoreError;
 
-/// A `tokio_postgres` error as a store error.
+/// A `tokio_postgres` error as a store error (by value: it is `map_err`'s).
+#[allow(clippy::needless_pass_by_value)]
 pub(super) fn db(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(d) => StoreError::Unavailable(format!(
@@ -21,6 +22,7 @@ pub(super) fn db(e: tokio_postgres::Error) -> StoreError {
 }
 
 /// A pool error (no connection within the wait, or connecting failed).
+#[allow(clippy::needless_pass_by_value)]
 pub(super) fn pool(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Unavailable(format!("database pool: {e}"))
 }

@@ -385,7 +385,7 @@ impl PgStore {
 
     async fn settle(&self, lease: &Lease, report: AttemptReport, fate: Fate) -> StoreResult<()> {
         match self
-            .batched(Op::Settle(lease.clone(), report, fate))
+            .batched(Op::Settle(Box::new((lease.clone(), report, fate))))
             .await?
         {
             Done::Settled => Ok(()),
