@@ -170,6 +170,23 @@ build_js() {
     done
 }
 
+# A plain wasi:cli command component (the third kind of module), in JS: its
+# world includes wasi:cli/command@0.2.12, whose WIT comes with jco.
+build_js_command() {
+    local src="$REPO/examples/js-command" wit="$REPO/target/lang-tools/command-wit"
+    local builtin="$REPO/target/lang-tools/js/node_modules/@bytecodealliance/jco/lib/wit/builtin/0.2.12"
+    local cli="$REPO/target/lang-tools/js/node_modules/@bytecodealliance/componentize-js/src/cli.js"
+    local out="$OUT/js/command.wasm" d
+    components+=("$out")
+    up_to_date "$out" "$src" "$REPO/examples/js/package-lock.json" && return
+    echo "build-examples: componentize-js examples/js-command"
+    rm -rf "$wit" && mkdir -p "$wit/deps"
+    cp "$src/wit/world.wit" "$wit/"
+    for d in cli clocks filesystem io random sockets; do cp -r "$builtin/wasi-$d" "$wit/deps/"; done
+    (cd "$REPO" && node "$cli" examples/js-command/app.js -w "$wit" -n command \
+        -d http -d fetch-event -o "$out" >/dev/null)
+}
+
 for lang in "${LANGS[@]}"; do
     case "$lang" in
         rust) build_rust ;;
@@ -178,7 +195,7 @@ for lang in "${LANGS[@]}"; do
         as | assemblyscript) build_as ;;
         go) build_go ;;
         python) build_python ;;
-        js) build_js ;;
+        js) build_js && build_js_command ;;
         *) echo "build-examples: unknown language $lang (rust c zig as go python js)" >&2; exit 2 ;;
     esac
 done

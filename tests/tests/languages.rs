@@ -179,3 +179,38 @@ async fn python_handlers_conform() {
 async fn javascript_handlers_conform() {
     scenario(LANGUAGES[6]).await;
 }
+
+/// The third kind of module, a plain `wasi:cli` command component: the ABI 1
+/// contract (metadata in the environment), `run` returning err is exit 1 and
+/// retried, ok acknowledges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_components_run_under_the_abi1_contract() {
+    let h = Harness::start_with_shared_cache().await;
+    let path = example("js", "command");
+    let wasm = std::fs::read(&path).unwrap();
+    let sandbox = h.sandbox.clone();
+    let loaded = tokio::task::spawn_blocking(move || sandbox.load(&wasm, &Limits::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.info().kind, sluice::sandbox::GuestKind::Command);
+    h.register("command", "commands", &path, policy()).await;
+    let id = h.enqueue("commands", "{}").await;
+    let s = h.settle(id).await;
+    let d = &s.deliveries[0];
+    let reports: Vec<_> = d
+        .attempts
+        .iter()
+        .map(|a| a.report.as_ref().unwrap())
+        .collect();
+    let kinds: Vec<_> = reports.iter().map(|r| r.outcome.kind()).collect();
+    assert_eq!(kinds, ["exit", "ok"], "{d:#?}");
+    assert_eq!(reports[0].outcome, Outcome::Exit { code: 1 });
+    assert_eq!(d.state, DeliveryState::Succeeded);
+    let out = String::from_utf8_lossy(&reports[1].stdout).into_owned();
+    assert!(
+        out.contains(&format!("command topic=commands id={id} attempt=2")),
+        "{out:?}"
+    );
+    h.stop().await;
+}

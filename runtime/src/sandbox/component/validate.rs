@@ -219,4 +219,56 @@ mod tests {
         }
         assert!(check_import(HOST_IMPORT, GuestKind::Command).is_err());
     }
+
+    fn component(body: &str) -> Vec<u8> {
+        wat::parse_str(format!("(component {body})")).unwrap()
+    }
+
+    #[test]
+    fn the_world_is_told_by_the_exports() {
+        let handler =
+            component(r#"(instance $i) (export "sluice:handler/handler@1.0.0" (instance $i))"#);
+        let info = validate_component(&handler, 1 << 20).unwrap();
+        assert_eq!(info.kind, GuestKind::Handler);
+        let command = component(r#"(instance $i) (export "wasi:cli/run@0.2.3" (instance $i))"#);
+        assert_eq!(
+            validate_component(&command, 1 << 20).unwrap().kind,
+            GuestKind::Command
+        );
+        assert_eq!(
+            validate_component(&component(""), 1 << 20).unwrap_err(),
+            ValidationError::NoComponentWorld
+        );
+        let both = component(
+            r#"(instance $i) (export "wasi:cli/run@0.2.3" (instance $i))
+               (export "sluice:handler/handler@1.0.0" (instance $i))"#,
+        );
+        assert_eq!(
+            validate_component(&both, 1 << 20).unwrap_err(),
+            ValidationError::AmbiguousComponent
+        );
+    }
+
+    #[test]
+    fn registration_names_a_refused_import_and_a_memory_too_large() {
+        let http = component(
+            r#"(import "wasi:http/types@0.2.10" (instance))
+               (instance $i) (export "sluice:handler/handler@1.0.0" (instance $i))"#,
+        );
+        let e = validate_component(&http, 1 << 20).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("component import wasi:http/types@0.2.10 is not allowed"),
+            "{e}"
+        );
+        let big = component(
+            r#"(core module $m (memory 200)) (core instance (instantiate $m))
+               (instance $i) (export "sluice:handler/handler@1.0.0" (instance $i))"#,
+        );
+        assert!(matches!(
+            validate_component(&big, 8 << 20).unwrap_err(),
+            ValidationError::MemoryTooLarge { .. }
+        ));
+        assert!(validate_component(&big, 16 << 20).is_ok());
+    }
 }
