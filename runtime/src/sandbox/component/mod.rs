@@ -9,7 +9,7 @@
 //!   [`Outcome`](crate::outcome::Outcome).
 //! - this file: the generated bindings, the per-attempt store data and the
 //!   linker (WASI 0.2 plus the world's `host` functions, which reuse ABI 1's
-//!   logic in [`GuestAbi`]).
+//!   logic in `GuestAbi`).
 //!
 //! # Design
 //! Host calls are synchronous (the WIT functions are plain `func`s), the
