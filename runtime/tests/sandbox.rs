@@ -50,6 +50,7 @@ fn metadata() -> GuestMetadata {
         attempt: 1,
         max_attempts: 6,
         enqueued_at: "2026-11-27T22:10:43.123Z".into(),
+        headers: Vec::new(),
     }
 }
 

@@ -42,6 +42,13 @@ pub fn example(lang: &str, name: &str) -> PathBuf {
     p
 }
 
+/// The compiled-module cache tests share: `target/test-module-cache` (entries
+/// are keyed by module and engine, and written atomically, so tests running
+/// at once may share it).
+pub fn shared_cache_dir() -> PathBuf {
+    repo_root().join("target/test-module-cache")
+}
+
 /// An in-process sluice: real store, sandbox and runner; time under test control.
 pub struct Harness {
     /// The store.
@@ -65,6 +72,17 @@ impl Harness {
 
     /// Starts a runner whose sandbox runs at most `pool_instances` attempts at once.
     pub async fn start_with_pool(pool_instances: u32) -> Harness {
+        Harness::start_with(pool_instances, None).await
+    }
+
+    /// Starts a runner whose compiled-module cache is [`shared_cache_dir`],
+    /// kept across tests and runs: an interpreter component compiles in tens
+    /// of seconds, once, then every later harness deserializes it.
+    pub async fn start_with_shared_cache() -> Harness {
+        Harness::start_with(32, Some(shared_cache_dir())).await
+    }
+
+    async fn start_with(pool_instances: u32, cache_dir: Option<PathBuf>) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let clock = manual_clock();
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
@@ -78,7 +96,7 @@ impl Harness {
         );
         let sandbox = Sandbox::new(SandboxConfig {
             pool_instances,
-            cache_dir: Some(dir.path().join("cache")),
+            cache_dir: Some(cache_dir.unwrap_or_else(|| dir.path().join("cache"))),
             fuel: true,
             ..SandboxConfig::default()
         })

@@ -1,16 +1,19 @@
 //! One conformance scenario, run through the real runner for the handlers of
-//! every language: ack with metadata visible, reject → DLQ after one attempt,
+//! every language (ABI 1 modules: Rust, C, Zig, AssemblyScript, Go;
+//! components of the sluice world: Python, JavaScript): ack with metadata visible, reject → DLQ after one attempt,
 //! fail-fail-succeed, publish → each downstream message exactly once (also when
 //! the publisher fails after publishing and is retried), limits alike.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use sluice::outcome::Outcome;
 use sluice::policy::HandlerPolicy;
+use sluice::sandbox::Limits;
 use sluice::store::DeliveryState;
 use sluice_tests::{Harness, example};
 
-const LANGUAGES: [&str; 4] = ["rust", "c", "zig", "assemblyscript"];
+const LANGUAGES: [&str; 7] = ["rust", "c", "zig", "assemblyscript", "go", "python", "js"];
 
 fn policy() -> HandlerPolicy {
     HandlerPolicy {
@@ -19,9 +22,24 @@ fn policy() -> HandlerPolicy {
     }
 }
 
+/// Compiles (or loads from the shared cache) every example of `lang` before
+/// the scenario, as registration through the API does, so no attempt waits
+/// out a component's compile.
+async fn precompile(h: &Harness, lang: &str) {
+    for name in ["ack", "validate", "flaky", "publish"] {
+        let wasm = std::fs::read(example(lang, name)).unwrap();
+        let sandbox = h.sandbox.clone();
+        tokio::task::spawn_blocking(move || sandbox.load(&wasm, &Limits::default()))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{lang} {name}: {e}"));
+    }
+}
+
 async fn scenario(lang: &str) {
-    let h = Harness::start().await;
-    let ack = example(lang, "ack");
+    let h = Harness::start_with_shared_cache().await;
+    precompile(&h, lang).await;
+    let ack: PathBuf = example(lang, "ack");
     h.register("ack", "greetings", &ack, policy()).await;
     h.register("validate", "signups", &example(lang, "validate"), policy())
         .await;
@@ -145,4 +163,54 @@ async fn zig_handlers_conform() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assemblyscript_handlers_conform() {
     scenario(LANGUAGES[3]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_handlers_conform() {
+    scenario(LANGUAGES[4]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_handlers_conform() {
+    scenario(LANGUAGES[5]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_handlers_conform() {
+    scenario(LANGUAGES[6]).await;
+}
+
+/// The third kind of module, a plain `wasi:cli` command component: the ABI 1
+/// contract (metadata in the environment), `run` returning err is exit 1 and
+/// retried, ok acknowledges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_components_run_under_the_abi1_contract() {
+    let h = Harness::start_with_shared_cache().await;
+    let path = example("js", "command");
+    let wasm = std::fs::read(&path).unwrap();
+    let sandbox = h.sandbox.clone();
+    let loaded = tokio::task::spawn_blocking(move || sandbox.load(&wasm, &Limits::default()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.info().kind, sluice::sandbox::GuestKind::Command);
+    h.register("command", "commands", &path, policy()).await;
+    let id = h.enqueue("commands", "{}").await;
+    let s = h.settle(id).await;
+    let d = &s.deliveries[0];
+    let reports: Vec<_> = d
+        .attempts
+        .iter()
+        .map(|a| a.report.as_ref().unwrap())
+        .collect();
+    let kinds: Vec<_> = reports.iter().map(|r| r.outcome.kind()).collect();
+    assert_eq!(kinds, ["exit", "ok"], "{d:#?}");
+    assert_eq!(reports[0].outcome, Outcome::Exit { code: 1 });
+    assert_eq!(d.state, DeliveryState::Succeeded);
+    let out = String::from_utf8_lossy(&reports[1].stdout).into_owned();
+    assert!(
+        out.contains(&format!("command topic=commands id={id} attempt=2")),
+        "{out:?}"
+    );
+    h.stop().await;
 }

@@ -93,6 +93,14 @@ async fn register(a: RegisterArgs) -> anyhow::Result<()> {
         let env: Map<String, Value> = a.env.into_iter().map(|(k, v)| (k, json!(v))).collect();
         set("env", Some(Value::Object(env)));
     }
+    if crate::sandbox::is_component(&wasm) {
+        // The server answers once the component is compiled (and cached).
+        eprintln!(
+            "sluice: {} is a component: the server compiles it before answering \
+             (tens of seconds for a Python or JavaScript one; once, then cached)",
+            a.module.display()
+        );
+    }
     let c = client(&a.conn)?;
     let request = c
         .request(Method::PUT, &format!("/v1/handlers/{}", a.name))

@@ -342,6 +342,10 @@ pub struct RunArgs {
     /// Print one JSON document (the attempt, published messages, logs).
     #[arg(long)]
     json: bool,
+    /// Where compiled modules are cached, so a component compiles once
+    /// [default: sluice-data/module-cache, the server's].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 /// Runs a command other than `serve`; returns the process's exit code.

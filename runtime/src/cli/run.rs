@@ -14,7 +14,9 @@ use super::render::{self, Color, Style};
 use crate::api::dto::AttemptView;
 use crate::clock::{Clock as _, SystemClock};
 use crate::outcome::Outcome;
-use crate::sandbox::{GuestLog, GuestMetadata, Invocation, Limits, Sandbox, SandboxConfig};
+use crate::sandbox::{
+    GuestLog, GuestMetadata, Invocation, Limits, Sandbox, SandboxConfig, is_component,
+};
 
 /// The JSON document of `sluice run --json`.
 #[derive(Debug, Serialize)]
@@ -43,11 +45,24 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         memory_bytes: a.memory.unwrap_or(defaults.memory_bytes),
         fuel: a.fuel,
     };
+    let cache_dir = a
+        .cache_dir
+        .unwrap_or_else(|| crate::config::ServerConfig::default().module_cache_dir());
     let sandbox = Sandbox::new(SandboxConfig {
         pool_instances: 1,
         fuel: a.fuel.is_some(),
+        cache_dir: Some(cache_dir.clone()),
         ..SandboxConfig::default()
     })?;
+    if sandbox.needs_compile(&wasm) && is_component(&wasm) {
+        eprintln!(
+            "sluice: compiling {} ({:.1} MB component; tens of seconds for Python or \
+             JavaScript, once: cached in {})",
+            a.module.display(),
+            wasm.len() as f64 / 1e6,
+            cache_dir.display()
+        );
+    }
     let module = sandbox.load(&wasm, &limits)?;
     let handler = a.handler.unwrap_or_else(|| {
         a.module
@@ -67,6 +82,7 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             attempt: 1,
             max_attempts: 1,
             enqueued_at: started.to_rfc3339(),
+            headers: Vec::new(),
         },
         env: a.env,
         limits,

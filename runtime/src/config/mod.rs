@@ -77,6 +77,14 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// `<data_dir>/module-cache`: the compiled-module cache unless
+    /// `[sandbox] cache_dir` says otherwise (also `sluice run`'s default).
+    pub fn module_cache_dir(&self) -> PathBuf {
+        self.data_dir.join("module-cache")
+    }
+}
+
 /// The format of log lines on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -258,7 +266,7 @@ impl Config {
         config.apply(overrides);
         config.check(OVERRIDES)?;
         if config.sandbox.cache_dir.is_none() {
-            config.sandbox.cache_dir = Some(config.server.data_dir.join("module-cache"));
+            config.sandbox.cache_dir = Some(config.server.module_cache_dir());
         }
         Ok(config)
     }

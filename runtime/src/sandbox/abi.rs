@@ -189,6 +189,38 @@ pub(crate) struct AbiViolation {
     pub(crate) message: String,
 }
 
+/// Why a publish was refused; ABI 1 returns [`PublishRefusal::code`], the
+/// component world a `publish-error` case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PublishRefusal {
+    /// [`SLUICE_ERR_INVALID_TOPIC`].
+    InvalidTopic,
+    /// [`SLUICE_ERR_PAYLOAD_TOO_LARGE`].
+    PayloadTooLarge,
+    /// [`SLUICE_ERR_OUTBOX_FULL`].
+    OutboxFull,
+    /// [`SLUICE_ERR_BAD_UTF8`] (ABI 1 only: component strings are UTF-8).
+    BadUtf8,
+    /// [`SLUICE_ERR_INVALID_KEY`].
+    InvalidKey,
+    /// [`SLUICE_ERR_INVALID_DELAY`].
+    InvalidDelay,
+}
+
+impl PublishRefusal {
+    /// ABI 1's code for it.
+    pub(crate) fn code(self) -> i32 {
+        match self {
+            PublishRefusal::InvalidTopic => SLUICE_ERR_INVALID_TOPIC,
+            PublishRefusal::PayloadTooLarge => SLUICE_ERR_PAYLOAD_TOO_LARGE,
+            PublishRefusal::OutboxFull => SLUICE_ERR_OUTBOX_FULL,
+            PublishRefusal::BadUtf8 => SLUICE_ERR_BAD_UTF8,
+            PublishRefusal::InvalidKey => SLUICE_ERR_INVALID_KEY,
+            PublishRefusal::InvalidDelay => SLUICE_ERR_INVALID_DELAY,
+        }
+    }
+}
+
 /// Per-attempt state of the `sluice` functions. Written by the host functions
 /// on the guest's thread, read once by the invoker after the guest has ended.
 #[derive(Debug, Default)]
@@ -223,31 +255,51 @@ impl GuestAbi {
         let Ok(topic) = std::str::from_utf8(topic) else {
             return SLUICE_ERR_BAD_UTF8;
         };
-        if validate_topic(topic).is_err() {
-            return SLUICE_ERR_INVALID_TOPIC;
-        }
-        let ordering_key = if key.is_empty() {
-            None
+        let key = if key.is_empty() {
+            Ok(None)
         } else {
-            let Ok(key) = std::str::from_utf8(key) else {
-                return SLUICE_ERR_BAD_UTF8;
-            };
-            if validate_key("ordering key", key).is_err() {
-                return SLUICE_ERR_INVALID_KEY;
+            std::str::from_utf8(key).map(Some).map_err(|_| ())
+        };
+        match self.publish_message(topic, payload, key, delay_ms) {
+            Ok(()) => SLUICE_OK,
+            Err(refusal) => refusal.code(),
+        }
+    }
+
+    /// The checks and the outbox shared by ABI 1's `sluice::publish` and the
+    /// component world's `publish`, in the ABI's order: topic, ordering key
+    /// (`Err(())` when it was not UTF-8), delay, payload size, outbox room.
+    pub(crate) fn publish_message(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        key: Result<Option<&str>, ()>,
+        delay_ms: i64,
+    ) -> Result<(), PublishRefusal> {
+        if validate_topic(topic).is_err() {
+            return Err(PublishRefusal::InvalidTopic);
+        }
+        let ordering_key = match key {
+            Err(()) => return Err(PublishRefusal::BadUtf8),
+            Ok(None) => None,
+            Ok(Some(key)) => {
+                if validate_key("ordering key", key).is_err() {
+                    return Err(PublishRefusal::InvalidKey);
+                }
+                Some(key.to_owned())
             }
-            Some(key.to_owned())
         };
         let delay = match u64::try_from(delay_ms).map(Duration::from_millis) {
             Ok(d) if check_delay("delay_ms", d).is_ok() => d,
-            _ => return SLUICE_ERR_INVALID_DELAY,
+            _ => return Err(PublishRefusal::InvalidDelay),
         };
         if payload.len() > MAX_PUBLISH_PAYLOAD {
-            return SLUICE_ERR_PAYLOAD_TOO_LARGE;
+            return Err(PublishRefusal::PayloadTooLarge);
         }
         if self.outbox.len() >= MAX_PUBLISHES
             || self.outbox_bytes + payload.len() > MAX_OUTBOX_BYTES
         {
-            return SLUICE_ERR_OUTBOX_FULL;
+            return Err(PublishRefusal::OutboxFull);
         }
         self.outbox_bytes += payload.len();
         self.outbox.push(Published {
@@ -256,7 +308,7 @@ impl GuestAbi {
             ordering_key,
             delay: (!delay.is_zero()).then_some(delay),
         });
-        SLUICE_OK
+        Ok(())
     }
 
     /// `sluice::log` on the guest's memory.
@@ -281,16 +333,22 @@ impl GuestAbi {
                 },
             });
         };
+        self.log_line(LogLevel::from_abi(level), bytes);
+        Ok(())
+    }
+
+    /// Keeps one log line (ABI 1's `sluice::log` and the component world's
+    /// `log`), or marks the log truncated once the per-attempt caps are reached.
+    pub(crate) fn log_line(&mut self, level: LogLevel, bytes: &[u8]) {
         if self.logs.len() >= MAX_LOG_LINES || self.log_bytes + bytes.len() > MAX_LOG_BYTES {
             self.logs_truncated = true;
-            return Ok(());
+            return;
         }
         self.log_bytes += bytes.len();
         self.logs.push(GuestLog {
-            level: LogLevel::from_abi(level),
+            level,
             message: String::from_utf8_lossy(bytes).into_owned(),
         });
-        Ok(())
     }
 }
 

@@ -1,9 +1,10 @@
-//! On-disk cache of compiled modules, keyed by the module's sha256 and the
-//! engine's compatibility hash.
+//! On-disk cache of compiled modules and components, keyed by the bytes'
+//! sha256 and the engine's compatibility hash. For an interpreter component
+//! (tens of seconds to compile) it is what makes a restart start at once.
 //!
 //! An entry is `<dir>/<module sha256>-<compat prefix>.cwasm`: a header (magic,
 //! the engine's full compatibility hash, the sha256 of the artifact) followed by
-//! the artifact `Module::serialize` produced. An entry is deserialized only if
+//! the artifact `Module::serialize` (or `Component::serialize`) produced. An entry is deserialized only if
 //! its header names this engine and its artifact hashes to the recorded digest;
 //! anything else (another engine, a torn write, a flipped bit) is recompiled and
 //! overwritten. Writes go to a temporary file renamed into place, so readers
@@ -15,6 +16,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 const MAGIC: &[u8; 16] = b"sluice-cwasm-v1\n";
@@ -35,8 +37,8 @@ pub enum ModuleOrigin {
     },
 }
 
-pub(crate) enum Lookup {
-    Hit(Module),
+pub(crate) enum Lookup<T> {
+    Hit(T),
     Miss,
     Stale(String),
 }
@@ -88,7 +90,7 @@ impl DiskCache {
             .join(format!("{sha256}-{}.cwasm", hex::encode(&self.compat[..8])))
     }
 
-    pub(crate) fn get(&self, engine: &Engine, sha256: &str) -> Lookup {
+    pub(crate) fn get<T: Compiled>(&self, engine: &Engine, sha256: &str) -> Lookup<T> {
         let path = self.path(sha256);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
@@ -106,16 +108,16 @@ impl DiskCache {
         if digest != Sha256::digest(artifact).as_slice() {
             return Lookup::Stale("artifact checksum mismatch (corrupted entry)".into());
         }
-        match deserialize(engine, artifact) {
+        match T::deserialize(engine, artifact) {
             Ok(m) => Lookup::Hit(m),
             Err(e) => Lookup::Stale(format!("wasmtime refused the artifact: {e}")),
         }
     }
 
-    /// Stores a compiled module; failures are reported, and the caller carries
+    /// Stores compiled code; failures are reported, and the caller carries
     /// on without the cache.
-    pub(crate) fn put(&self, sha256: &str, module: &Module) -> io::Result<()> {
-        let artifact = module.serialize().map_err(io::Error::other)?;
+    pub(crate) fn put<T: Compiled>(&self, sha256: &str, code: &T) -> io::Result<()> {
+        let artifact = code.serialize().map_err(io::Error::other)?;
         let path = self.path(sha256);
         let tmp = path.with_extension(format!(
             "tmp-{}-{:x}",
@@ -139,18 +141,44 @@ impl DiskCache {
     }
 }
 
-/// Turns verified artifact bytes back into a module.
-#[allow(unsafe_code)]
-fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Module> {
-    // SAFETY: `Module::deserialize` trusts its input to be an artifact produced
-    // by `Module::serialize` of a compatible engine; arbitrary bytes could make
-    // it run arbitrary native code. These bytes come from our own cache
-    // directory (written only by `DiskCache::put`, from a module this process
-    // compiled), behind a header naming this engine's compatibility hash, and
-    // they hash to the sha256 recorded when they were written, so they are
-    // exactly what a compatible engine serialized. wasmtime additionally checks
-    // its own version and configuration in the artifact. The checksum guards
-    // against corruption, not against an attacker: the cache directory must be
-    // writable by the runner alone, like its binary (docs/sandbox.md).
-    unsafe { Module::deserialize(engine, artifact) }
+/// Compiled code the cache can hold: a core module or a component.
+pub(crate) trait Compiled: Sized {
+    /// The artifact bytes.
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+    /// Turns verified artifact bytes of this engine back into code.
+    fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Self>;
+}
+
+// SAFETY (both `deserialize`s): wasmtime's `deserialize` trusts its input to
+// be an artifact produced by `serialize` of a compatible engine; arbitrary
+// bytes could make it run arbitrary native code. These bytes come from our own
+// cache directory (written only by `DiskCache::put`, from code this process
+// compiled), behind a header naming this engine's compatibility hash, and they
+// hash to the sha256 recorded when they were written, so they are exactly what
+// a compatible engine serialized. wasmtime additionally checks its own version
+// and configuration in the artifact. The checksum guards against corruption,
+// not against an attacker: the cache directory must be writable by the runner
+// alone, like its binary (docs/sandbox.md).
+impl Compiled for Module {
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Module::serialize(self)
+    }
+
+    #[allow(unsafe_code)]
+    fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Module> {
+        // SAFETY: see above.
+        unsafe { Module::deserialize(engine, artifact) }
+    }
+}
+
+impl Compiled for Component {
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
+    }
+
+    #[allow(unsafe_code)]
+    fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
+        // SAFETY: see above.
+        unsafe { Component::deserialize(engine, artifact) }
+    }
 }

@@ -14,7 +14,10 @@
 //! - [`config`]: [`SandboxConfig`] (runner-wide, with every default) and
 //!   [`Limits`] (per handler).
 //! - [`validate`](mod@validate): registration-time checks of a module against
-//!   the ABI, each refusal naming the problem.
+//!   the ABI, each refusal naming the problem; tells core modules from
+//!   components.
+//! - [`component`]: components of the sluice world (guest-sdk/wit) and
+//!   `wasi:cli` command components: their checks, linker and attempt.
 //! - [`abi`]: the ABI's constants and the `sluice::publish` / `sluice::log` host
 //!   functions.
 //! - [`capture`]: capped stdout/stderr capture.
@@ -40,6 +43,7 @@
 pub mod abi;
 pub mod cache;
 pub mod capture;
+pub mod component;
 pub mod config;
 pub mod error;
 pub mod run;
@@ -65,9 +69,11 @@ pub use capture::Captured;
 pub use config::{Limits, SandboxConfig};
 pub use error::SandboxError;
 pub use run::{Execution, GuestMetadata, Invocation, MAX_ENV_BYTES, validate_env};
-pub use validate::{ModuleInfo, ValidationError, validate};
+pub use validate::{GuestKind, ModuleInfo, ValidationError, is_component, validate};
 
-use cache::{DiskCache, Lookup};
+use cache::{Compiled, DiskCache, Lookup};
+use component::ComponentState;
+use component::run::ComponentPre;
 use config::fmt_bytes;
 use run::HostState;
 
@@ -94,6 +100,8 @@ pub struct Sandbox {
 struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
+    /// The linker of components (WASI 0.2 and the sluice world).
+    components: wasmtime::component::Linker<ComponentState>,
     /// Shared with each attempt's task on the guest runtime.
     config: Arc<SandboxConfig>,
     cache: Option<DiskCache>,
@@ -131,13 +139,23 @@ impl Sandbox {
         config.check()?;
         let n = config.pool_instances;
         let mut pool = PoolingAllocationConfig::new();
-        pool.total_core_instances(n)
+        // Every slot may hold a component: up to MAX_CORE_INSTANCES core
+        // instances (metadata only) and MAX_COMPONENT_TABLES tables (address
+        // space of a table each), but one memory, as an ABI 1 module; the
+        // memory reservation is the expensive part and stays one per slot.
+        let core_instances = n.saturating_mul(component::validate::MAX_CORE_INSTANCES);
+        let tables = n.saturating_mul(component::validate::MAX_COMPONENT_TABLES);
+        pool.total_component_instances(n)
+            .total_core_instances(core_instances)
             .total_memories(n)
-            .total_tables(n)
+            .total_tables(tables)
             .total_stacks(n)
             .total_gc_heaps(n)
             .max_memories_per_module(validate::MAX_MEMORIES)
             .max_tables_per_module(validate::MAX_TABLES)
+            .max_core_instances_per_component(component::validate::MAX_CORE_INSTANCES)
+            .max_memories_per_component(component::validate::MAX_COMPONENT_MEMORIES)
+            .max_tables_per_component(component::validate::MAX_COMPONENT_TABLES)
             .table_elements(validate::MAX_TABLE_ELEMENTS as usize)
             .max_memory_size(config.max_memory_bytes as usize)
             .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
@@ -170,6 +188,9 @@ impl Sandbox {
                     wasi_guard::add_to_linker(&mut linker, |s: &mut HostState| &mut s.guard)
                 });
         linked.map_err(|e| SandboxError::Config(format!("cannot define host functions: {e:#}")))?;
+        let components = component::linker(&engine).map_err(|e| {
+            SandboxError::Config(format!("cannot define component host functions: {e:#}"))
+        })?;
 
         let cache = match &config.cache_dir {
             Some(dir) => Some(DiskCache::open(dir, &engine)?),
@@ -183,6 +204,7 @@ impl Sandbox {
             inner: Arc::new(Inner {
                 engine,
                 linker,
+                components,
                 slots: Semaphore::new(n as usize),
                 compiling: std::sync::Mutex::new(()),
                 guests,
@@ -218,45 +240,92 @@ impl Sandbox {
         limits.check(&inner.config)?;
         let info = validate(wasm, limits.memory_bytes)?;
         let sha256 = hex::encode(Sha256::digest(wasm));
-        let compile = || {
-            let _one_at_a_time = inner.compiling.lock().unwrap_or_else(|p| p.into_inner());
-            Module::from_binary(&inner.engine, wasm).map_err(|e| SandboxError::Compile {
-                sha256: sha256.clone(),
-                message: format!("{e:#}"),
-            })
+        let instantiate_error = |e: wasmtime::Error| SandboxError::Instantiate {
+            sha256: sha256.clone(),
+            message: format!("{e:#}"),
         };
-        let (module, origin) = match &inner.cache {
-            None => (compile()?, ModuleOrigin::Compiled),
-            Some(cache) => {
-                let (module, origin) = match cache.get(&inner.engine, &sha256) {
-                    Lookup::Hit(module) => (module, ModuleOrigin::Cached),
-                    Lookup::Miss => (compile()?, ModuleOrigin::Compiled),
-                    Lookup::Stale(reason) => {
-                        tracing::warn!(%sha256, %reason, "recompiling module: unusable cache entry");
-                        (compile()?, ModuleOrigin::Recompiled { reason })
-                    }
+        let (pre, origin) = match info.kind {
+            GuestKind::Abi1 => {
+                let (module, origin) =
+                    self.compiled(&sha256, || Module::from_binary(&inner.engine, wasm))?;
+                let pre = inner
+                    .linker
+                    .instantiate_pre(&module)
+                    .map_err(instantiate_error)?;
+                (Code::Core(pre), origin)
+            }
+            GuestKind::Handler | GuestKind::Command => {
+                let (component, origin) = self.compiled(&sha256, || {
+                    wasmtime::component::Component::from_binary(&inner.engine, wasm)
+                })?;
+                let pre = inner
+                    .components
+                    .instantiate_pre(&component)
+                    .map_err(instantiate_error)?;
+                let pre = if info.kind == GuestKind::Handler {
+                    ComponentPre::Job(
+                        component::bindings::JobPre::new(pre).map_err(instantiate_error)?,
+                    )
+                } else {
+                    ComponentPre::Command(
+                        wasmtime_wasi::p2::bindings::CommandPre::new(pre)
+                            .map_err(instantiate_error)?,
+                    )
                 };
-                if origin != ModuleOrigin::Cached
-                    && let Err(e) = cache.put(&sha256, &module)
-                {
-                    tracing::warn!(%sha256, error = %e, "cannot write module cache entry");
-                }
-                (module, origin)
+                (Code::Component(pre), origin)
             }
         };
-        let pre = inner
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| SandboxError::Instantiate {
-                sha256: sha256.clone(),
-                message: format!("{e:#}"),
-            })?;
         Ok(Arc::new(LoadedModule {
             sha256,
             pre,
             info,
             origin,
         }))
+    }
+
+    /// Whether loading `wasm` would compile it (no usable cache entry), which
+    /// takes tens of seconds for an interpreter component: the CLI says so
+    /// before it starts. Reads only the cache entry's path.
+    pub fn needs_compile(&self, wasm: &[u8]) -> bool {
+        let sha256 = hex::encode(Sha256::digest(wasm));
+        match &self.inner.cache {
+            None => true,
+            Some(cache) => !cache.path(&sha256).exists(),
+        }
+    }
+
+    /// The compiled code for `sha256`: from the disk cache if it has a valid
+    /// entry, else compiled by `compile` (one compile at a time) and stored.
+    fn compiled<T: Compiled>(
+        &self,
+        sha256: &str,
+        compile: impl FnOnce() -> wasmtime::Result<T>,
+    ) -> Result<(T, ModuleOrigin), SandboxError> {
+        let inner = &*self.inner;
+        let compile = || {
+            let _one_at_a_time = inner.compiling.lock().unwrap_or_else(|p| p.into_inner());
+            compile().map_err(|e| SandboxError::Compile {
+                sha256: sha256.to_owned(),
+                message: format!("{e:#}"),
+            })
+        };
+        let Some(cache) = &inner.cache else {
+            return Ok((compile()?, ModuleOrigin::Compiled));
+        };
+        let (code, origin) = match cache.get(&inner.engine, sha256) {
+            Lookup::Hit(code) => (code, ModuleOrigin::Cached),
+            Lookup::Miss => (compile()?, ModuleOrigin::Compiled),
+            Lookup::Stale(reason) => {
+                tracing::warn!(%sha256, %reason, "recompiling module: unusable cache entry");
+                (compile()?, ModuleOrigin::Recompiled { reason })
+            }
+        };
+        if origin != ModuleOrigin::Cached
+            && let Err(e) = cache.put(sha256, &code)
+        {
+            tracing::warn!(%sha256, error = %e, "cannot write module cache entry");
+        }
+        Ok((code, origin))
     }
 
     /// Runs one attempt of `module` in a fresh instance.
@@ -285,10 +354,14 @@ impl Sandbox {
             module.sha256.clone(),
             Arc::clone(&inner.config),
         );
-        let task = inner
-            .guests
-            .runtime()
-            .spawn(async move { run::run(&pre, &sha256, &config, invocation).await });
+        let task = inner.guests.runtime().spawn(async move {
+            match &pre {
+                Code::Core(pre) => run::run(pre, &sha256, &config, invocation).await,
+                Code::Component(pre) => {
+                    component::run::run(pre, &sha256, &config, invocation).await
+                }
+            }
+        });
         // Dropping this call (a shutdown's abort) stops the guest too.
         let _abort = AbortOnDrop(task.abort_handle());
         task.await
@@ -345,11 +418,20 @@ impl Drop for GuestRuntime {
     }
 }
 
-/// A validated, compiled module ready to instantiate; share it with `Arc` across
-/// attempts.
+/// A module's compiled code, pre-instantiated for its kind.
+#[derive(Clone)]
+enum Code {
+    /// An ABI 1 core module.
+    Core(InstancePre<HostState>),
+    /// A component of the sluice world or a `wasi:cli` command.
+    Component(ComponentPre),
+}
+
+/// A validated, compiled module or component ready to instantiate; share it
+/// with `Arc` across attempts.
 pub struct LoadedModule {
     sha256: String,
-    pre: InstancePre<HostState>,
+    pre: Code,
     info: ModuleInfo,
     origin: ModuleOrigin,
 }

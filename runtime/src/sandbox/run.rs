@@ -37,6 +37,9 @@ pub struct GuestMetadata {
     pub max_attempts: u32,
     /// `SLUICE_ENQUEUED_AT`, RFC 3339.
     pub enqueued_at: String,
+    /// The message's headers, sorted by name: a component's
+    /// `message.headers`; ABI 1 modules do not see them.
+    pub headers: Vec<(String, String)>,
 }
 
 impl GuestMetadata {
@@ -158,10 +161,39 @@ pub(crate) struct HostState {
 /// Enforces the handler's memory limit. A refused growth traps (rather than
 /// letting `memory.grow` return -1) and is remembered, so the outcome is
 /// [`Outcome::MemoryLimit`] and not a generic trap.
-struct MemoryLimiter {
+pub(crate) struct MemoryLimiter {
     limit: u64,
-    peak: u64,
-    hit: bool,
+    pub(crate) peak: u64,
+    pub(crate) hit: bool,
+    /// Core instances, memories and tables one attempt may create: 1 each for
+    /// an ABI 1 module, the component bounds for a component.
+    counts: (usize, usize, usize),
+}
+
+impl MemoryLimiter {
+    /// A limiter of `limit` bytes per memory for an ABI 1 module.
+    pub(crate) fn new(limit: u64) -> MemoryLimiter {
+        MemoryLimiter {
+            limit,
+            peak: 0,
+            hit: false,
+            counts: (1, 1, 1),
+        }
+    }
+
+    /// Same, for a component of at most `instances` core instances, `memories`
+    /// memories and `tables` tables.
+    pub(crate) fn for_component(
+        limit: u64,
+        instances: usize,
+        memories: usize,
+        tables: usize,
+    ) -> MemoryLimiter {
+        MemoryLimiter {
+            counts: (instances, memories, tables),
+            ..MemoryLimiter::new(limit)
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,19 +232,19 @@ impl ResourceLimiter for MemoryLimiter {
     }
 
     fn instances(&self) -> usize {
-        1
+        self.counts.0
     }
 
     fn memories(&self) -> usize {
-        1
+        self.counts.1
     }
 
     fn tables(&self) -> usize {
-        1
+        self.counts.2
     }
 }
 
-enum Failure {
+pub(crate) enum Failure {
     /// Instantiation failed: a guest failure only if the limiter or a trap says so.
     Instantiate(wasmtime::Error),
     /// `_start` failed: always the guest's doing.
@@ -245,17 +277,58 @@ pub(crate) async fn run(
         wasi: wasi.build_p1(),
         abi: GuestAbi::default(),
         guard: WasiGuard::default(),
-        limiter: MemoryLimiter {
-            limit: limits.memory_bytes,
-            peak: 0,
-            hit: false,
-        },
+        limiter: MemoryLimiter::new(limits.memory_bytes),
     };
 
     let started = Instant::now();
     let mut store = Store::new(pre.module().engine(), state);
     store.limiter(|s| &mut s.limiter);
-    // Every tick, a running guest yields to the async runtime; the timeout below
+    let fuel_budget = arm(&mut store, config, &limits, sha256)?;
+
+    let deadline = tokio::time::Instant::from_std(started + limits.timeout);
+    let guest = async {
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(Failure::Instantiate)?;
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .map_err(Failure::Instantiate)?;
+        start
+            .call_async(&mut store, ())
+            .await
+            .map_err(Failure::Run)?;
+        Ok(Outcome::Ok)
+    };
+    let result = tokio::time::timeout_at(deadline, guest).await;
+    let duration = started.elapsed();
+    let outcome = outcome_of(result, &store.data().limiter, &limits, sha256)?;
+    let fuel_used = fuel_budget.map(|budget| budget - store.get_fuel().unwrap_or(0));
+    let state = store.into_data();
+    let mut stderr = stderr.take();
+    if let Some(note) = state.guard.note() {
+        stderr.bytes.extend_from_slice(note.as_bytes());
+    }
+    Ok(execution(
+        outcome,
+        stdout.take(),
+        stderr,
+        state.abi,
+        duration,
+        state.limiter.peak,
+        fuel_used,
+    ))
+}
+
+/// Arms a fresh store with the attempt's epoch yield and fuel budget (the
+/// caller sets the limiter); returns the budget when fuel is metered.
+pub(crate) fn arm<T>(
+    store: &mut Store<T>,
+    config: &SandboxConfig,
+    limits: &Limits,
+    sha256: &str,
+) -> Result<Option<u64>, SandboxError> {
+    // Every tick, a running guest yields to the async runtime; the timeout
     // then cancels it at the first yield past the deadline.
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
@@ -268,30 +341,27 @@ pub(crate) async fn run(
                 message: e.to_string(),
             })?;
     }
+    Ok(fuel_budget)
+}
 
-    let deadline = tokio::time::Instant::from_std(started + limits.timeout);
-    let guest = async {
-        let instance = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(Failure::Instantiate)?;
-        let start = instance
-            .get_typed_func::<(), ()>(&mut store, "_start")
-            .map_err(Failure::Instantiate)?;
-        start.call_async(&mut store, ()).await.map_err(Failure::Run)
-    };
-    let result = tokio::time::timeout_at(deadline, guest).await;
-    let duration = started.elapsed();
-
-    let outcome = match result {
+/// Turns how the guest future ended (`Err` when the deadline passed) into the
+/// attempt's outcome: ABI 1 modules and components alike. `Err` only for an
+/// instantiation failure that is not the guest's doing.
+pub(crate) fn outcome_of(
+    result: Result<Result<Outcome, Failure>, tokio::time::error::Elapsed>,
+    limiter: &MemoryLimiter,
+    limits: &Limits,
+    sha256: &str,
+) -> Result<Outcome, SandboxError> {
+    Ok(match result {
         Err(_elapsed) => Outcome::Timeout {
             limit_ms: limits.timeout.as_millis() as u64,
         },
-        Ok(Ok(())) => Outcome::Ok,
+        Ok(Ok(outcome)) => outcome,
         Ok(Err(Failure::Run(e))) => {
-            classify(&e, store.data(), &limits).unwrap_or_else(|| host_error_trap(&e))
+            classify(&e, limiter, limits).unwrap_or_else(|| host_error_trap(&e))
         }
-        Ok(Err(Failure::Instantiate(e))) => match classify(&e, store.data(), &limits) {
+        Ok(Err(Failure::Instantiate(e))) => match classify(&e, limiter, limits) {
             Some(outcome) => outcome,
             None => {
                 return Err(SandboxError::Instantiate {
@@ -300,38 +370,44 @@ pub(crate) async fn run(
                 });
             }
         },
-    };
-    let fuel_used = fuel_budget.map(|budget| budget - store.get_fuel().unwrap_or(0));
-    let state = store.into_data();
+    })
+}
+
+/// The [`Execution`] of a finished attempt; the outbox is kept only on success.
+pub(crate) fn execution(
+    outcome: Outcome,
+    stdout: Captured,
+    stderr: Captured,
+    abi: GuestAbi,
+    duration: Duration,
+    peak_memory_bytes: u64,
+    fuel_used: Option<u64>,
+) -> Execution {
     let published = if outcome == Outcome::Ok {
-        state.abi.outbox
+        abi.outbox
     } else {
         Vec::new()
     };
-    let mut stderr = stderr.take();
-    if let Some(note) = state.guard.note() {
-        stderr.bytes.extend_from_slice(note.as_bytes());
-    }
-    Ok(Execution {
+    Execution {
         outcome,
-        stdout: stdout.take(),
+        stdout,
         stderr,
         published,
-        logs: state.abi.logs,
-        logs_truncated: state.abi.logs_truncated,
+        logs: abi.logs,
+        logs_truncated: abi.logs_truncated,
         duration,
-        peak_memory_bytes: state.limiter.peak,
+        peak_memory_bytes,
         fuel_used,
-    })
+    }
 }
 
 /// The outcome a guest-caused error stands for; `None` if nothing marks it as
 /// the guest's doing.
-fn classify(e: &wasmtime::Error, state: &HostState, limits: &Limits) -> Option<Outcome> {
+fn classify(e: &wasmtime::Error, limiter: &MemoryLimiter, limits: &Limits) -> Option<Outcome> {
     if let Some(exit) = e.downcast_ref::<I32Exit>() {
         return Some(Outcome::from_exit(exit.0));
     }
-    if state.limiter.hit || e.downcast_ref::<MemoryLimitHit>().is_some() {
+    if limiter.hit || e.downcast_ref::<MemoryLimitHit>().is_some() {
         return Some(Outcome::MemoryLimit {
             limit_bytes: limits.memory_bytes,
         });
@@ -453,6 +529,7 @@ mod tests {
             attempt: 2,
             max_attempts: 6,
             enqueued_at: "2026-11-27T22:10:43.123Z".into(),
+            headers: Vec::new(),
         };
         let names: Vec<_> = m.env_vars().into_iter().map(|(k, _)| k).collect();
         assert_eq!(

@@ -1,5 +1,6 @@
 //! Registration-time checks of a module against the guest ABI
-//! (docs/guest-abi.md §1), without compiling it.
+//! (docs/guest-abi.md §1), without compiling it. Components are told apart by
+//! their header and checked by [`component::validate`](super::component::validate).
 //!
 //! The checks run before wasmtime sees the module, so each refusal can name the
 //! exact problem in the ABI's terms (the offending import, the missing `_start`,
@@ -41,9 +42,22 @@ pub enum ValidationError {
         /// wasmparser's message, e.g. `magic header not detected: ... (at offset 0x0)`.
         message: String,
     },
-    /// A component, not a core module.
-    #[error("the module is a WebAssembly component; sluice runs core modules (wasm32-wasip1)")]
-    Component,
+    /// A component that exports both the sluice world and `wasi:cli/run`.
+    #[error("the component exports both sluice:handler/handler@1.0.0 and wasi:cli/run; export one")]
+    AmbiguousComponent,
+    /// A component that exports neither world sluice runs.
+    #[error(
+        "the component exports neither sluice:handler/handler@1.0.0 (guest-sdk/wit) nor wasi:cli/run@0.2 (a WASI command)"
+    )]
+    NoComponentWorld,
+    /// A component import sluice does not provide.
+    #[error("component import {name} is not allowed: {reason}")]
+    ComponentImport {
+        /// The import's name, e.g. `wasi:http/types@0.2.10`.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
     /// No `_start` export.
     #[error("module does not export _start (not a WASI command)")]
     MissingStart,
@@ -113,13 +127,57 @@ pub enum ValidationError {
     },
 }
 
+/// Which of the three kinds of guest a module is (docs/guest-abi.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GuestKind {
+    /// An ABI 1 core module (`wasm32-wasip1` command).
+    #[default]
+    Abi1,
+    /// A component of the sluice world (`sluice:handler/handler@1.0.0`).
+    Handler,
+    /// A `wasi:cli` command component: ABI 1's stdin/env contract, outcome ok
+    /// or exit 1.
+    Command,
+}
+
+impl GuestKind {
+    /// `abi1`, `handler-component` or `command-component`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestKind::Abi1 => "abi1",
+            GuestKind::Handler => "handler-component",
+            GuestKind::Command => "command-component",
+        }
+    }
+
+    /// Whether it is a component (compiled and instantiated as one).
+    pub fn is_component(self) -> bool {
+        self != GuestKind::Abi1
+    }
+}
+
+/// Whether `wasm` starts with a component header (it may still be invalid).
+pub fn is_component(wasm: &[u8]) -> bool {
+    matches!(
+        Parser::new(0).parse_all(wasm).next(),
+        Some(Ok(Payload::Version {
+            encoding: Encoding::Component,
+            ..
+        }))
+    )
+}
+
 /// What validation learnt about a module.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct ModuleInfo {
+    /// Which kind of guest it is.
+    pub kind: GuestKind,
     /// Declared minimum of its memory, in bytes (0 without a memory).
     pub min_memory_bytes: u64,
-    /// Its imports, as `module::name`, in declaration order.
+    /// Its imports, as `module::name` (components: the interface names), in
+    /// declaration order.
     pub imports: Vec<String>,
 }
 
@@ -153,24 +211,47 @@ fn check_cost(wasm: &[u8]) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// wasmparser's refusal as a [`ValidationError`] (by value: it is the
+/// `map_err` of every reader call).
+#[allow(clippy::needless_pass_by_value, reason = "used as map_err(invalid)")]
+pub(crate) fn invalid(e: wasmparser::BinaryReaderError) -> ValidationError {
+    ValidationError::InvalidWasm {
+        message: e.to_string(),
+    }
+}
+
+/// A memory's declared minimum in bytes, refused if shared or above the limit.
+pub(crate) fn memory_minimum(
+    memory: &wasmparser::MemoryType,
+    memory_limit_bytes: u64,
+) -> Result<u64, ValidationError> {
+    if memory.shared {
+        return Err(ValidationError::SharedMemory);
+    }
+    let page = 1u64 << memory.page_size_log2();
+    let minimum = memory.initial.saturating_mul(page);
+    if minimum > memory_limit_bytes {
+        return Err(ValidationError::MemoryTooLarge {
+            minimum_bytes: minimum,
+            limit_bytes: memory_limit_bytes,
+        });
+    }
+    Ok(minimum)
+}
+
 /// Checks `wasm` against the guest ABI with a memory limit of
 /// `memory_limit_bytes`; usable at registration without a [`Sandbox`](super::Sandbox).
 ///
-/// Refuses, naming the problem: invalid bytes (wasmparser's message), a
-/// component, a missing or mistyped `_start`, any import that is not a WASI
-/// preview 1 function or a `sluice` function of the ABI's type, more than one
-/// memory or table, a shared memory, a memory minimum above the limit.
+/// A component is checked by
+/// [`validate_component`](super::component::validate::validate_component).
+/// A core module is refused, naming the problem, for: invalid bytes
+/// (wasmparser's message), a missing or mistyped `_start`, any import that is
+/// not a WASI preview 1 function or a `sluice` function of the ABI's type, more
+/// than one memory or table, a shared memory, a memory minimum above the limit.
 pub fn validate(wasm: &[u8], memory_limit_bytes: u64) -> Result<ModuleInfo, ValidationError> {
-    let invalid = |e: wasmparser::BinaryReaderError| ValidationError::InvalidWasm {
-        message: e.to_string(),
-    };
     // A component validates too, so look at the header first.
-    if let Some(Ok(Payload::Version {
-        encoding: Encoding::Component,
-        ..
-    })) = Parser::new(0).parse_all(wasm).next()
-    {
-        return Err(ValidationError::Component);
+    if is_component(wasm) {
+        return super::component::validate::validate_component(wasm, memory_limit_bytes);
     }
     check_cost(wasm)?;
     Validator::new().validate_all(wasm).map_err(invalid)?;
@@ -232,19 +313,8 @@ pub fn validate(wasm: &[u8], memory_limit_bytes: u64) -> Result<ModuleInfo, Vali
             }
             Payload::MemorySection(reader) => {
                 for memory in reader {
-                    let memory = memory.map_err(invalid)?;
                     memories += 1;
-                    if memory.shared {
-                        return Err(ValidationError::SharedMemory);
-                    }
-                    let page = 1u64 << memory.page_size_log2();
-                    let minimum = memory.initial.saturating_mul(page);
-                    if minimum > memory_limit_bytes {
-                        return Err(ValidationError::MemoryTooLarge {
-                            minimum_bytes: minimum,
-                            limit_bytes: memory_limit_bytes,
-                        });
-                    }
+                    let minimum = memory_minimum(&memory.map_err(invalid)?, memory_limit_bytes)?;
                     info.min_memory_bytes = info.min_memory_bytes.max(minimum);
                 }
             }

@@ -59,6 +59,11 @@ async fn run(ctx: &Context, handler: &HandlerRecord, leased: &Leased) -> Done {
             attempt: leased.attempt,
             max_attempts: leased.max_attempts,
             enqueued_at: m.enqueued_at.to_rfc3339(),
+            headers: m
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         },
         env: handler
             .policy

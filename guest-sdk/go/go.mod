@@ -1,0 +1,3 @@
+module sluice.invalid/guest
+
+go 1.24
