@@ -141,7 +141,9 @@ pub fn router(state: UiState) -> Router {
         .with_state(state)
 }
 
-/// The security headers on every dashboard response.
+/// The security headers on every dashboard response. The referrer policy is
+/// `same-origin`, not `no-referrer`: under `no-referrer` browsers send
+/// `Origin: null` on form posts, which the CSRF check must refuse.
 async fn security_headers(request: axum::extract::Request, next: Next) -> Response {
     let mut res = next.run(request).await;
     let h = res.headers_mut();
@@ -155,7 +157,7 @@ async fn security_headers(request: axum::extract::Request, next: Next) -> Respon
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     res
