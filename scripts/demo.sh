@@ -63,3 +63,11 @@ dead=$("$sluice" status "$bad" --json | python3 -c 'import json,sys; print(json.
 "$sluice" dlq show "$dead"
 step "stats: the three signals per handler (DLQ size, depth, lag)"
 "$sluice" stats
+
+step "the dashboard"
+echo "dashboard: $SLUICE_URL/ui  (the DLQ entry above is at $SLUICE_URL/ui/deliveries/$dead)"
+# On a terminal the server stays up for a look in the browser; without one
+# (CI, a pipe) the demo ends here as before.
+if [ -t 0 ] && [ -t 1 ]; then
+  read -r -p "press Enter to stop the server " _
+fi

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip1 >/dev/null
 scripts/build-examples.sh
+scripts/install-browser.sh
 # A private PostgreSQL server for the PostgreSQL suites (installed if missing).
 scripts/pg.sh start
 log=$(mktemp)

@@ -21,6 +21,8 @@
 //! - [`store`]: the durable queue behind a trait of queue verbs. The default
 //!   backend is embedded: a write-ahead-log store with an in-memory image whose
 //!   checkpoints live in sled.
+//! - [`ui`]: the web dashboard at `/ui`: server-rendered pages over the same
+//!   store verbs and JSON documents as the API, login and CSRF, rate history.
 //! - [`units`]: durations and sizes as users type them.
 //! - [`worker`]: the runner: producer, executor, completer, maintenance.
 
@@ -35,5 +37,6 @@ pub mod policy;
 pub mod sandbox;
 pub mod serve;
 pub mod store;
+pub mod ui;
 pub mod units;
 pub mod worker;

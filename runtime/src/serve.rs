@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::api::{ApiState, router};
+use crate::api::ApiState;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, LogFormat, Overrides, PgSettings, StoreBackend};
 use crate::metrics::Metrics;
 use crate::sandbox::Sandbox;
 use crate::store::{EmbeddedStore, PgOptions, PgStore, PgTime, Store};
+use crate::ui::{self, History, history::SAMPLE_EVERY, history::Sample};
 use crate::worker::Runner;
 
 /// Options of `sluice serve`. Every setting comes from the built-in defaults,
@@ -54,6 +55,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         sandbox: sandbox_config,
     } = config;
     let token = api.token.filter(|t| !t.is_empty());
+    let read_token = api.read_token.filter(|t| !t.is_empty());
+    if read_token.is_some() && token.is_none() {
+        anyhow::bail!("--read-token (or [api] read_token) needs --token too");
+    }
     if !api.listen.ip().is_loopback() && token.is_none() {
         anyhow::bail!(
             "listening on {} (not loopback) requires --token (or SLUICE_TOKEN, or [api] token)",
@@ -90,20 +95,40 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         clock.clone(),
         runner_config,
     );
-    let app = router(ApiState {
-        store: store.clone(),
-        sandbox,
-        metrics,
-        token,
-        max_payload_bytes,
-        clock,
-    });
+    let history = api.ui.then(|| Arc::new(History::default()));
+    if let Some(h) = history.clone() {
+        let (metrics, clock) = (metrics.clone(), clock.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SAMPLE_EVERY);
+            loop {
+                tick.tick().await;
+                h.record(Sample::of(&metrics, clock.now()));
+            }
+        });
+    }
+    let app = ui::app(
+        ApiState {
+            store: store.clone(),
+            sandbox,
+            metrics,
+            token,
+            read_token,
+            max_payload_bytes,
+            clock,
+        },
+        history,
+    );
     let listener = tokio::net::TcpListener::bind(api.listen)
         .await
         .with_context(|| format!("cannot listen on {}", api.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %server.data_dir.display(), "sluice listening");
+    // One line on stdout, read by scripts and tests; the dashboard's address
+    // goes to the log.
     println!("sluice listening on http://{addr}");
+    if api.ui {
+        tracing::info!(url = %format!("http://{addr}/ui"), "dashboard");
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

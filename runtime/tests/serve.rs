@@ -3,12 +3,14 @@
 //! swap that leaves running attempts on the old version; a config file that
 //! takes effect, and a bad one that stops it.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
+
+mod common;
+use common::listening;
 
 fn sluice(url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -42,23 +44,6 @@ fn serve(data: &Path) -> (Child, String) {
     .arg(data)
     .env_remove("SLUICE_CONFIG");
     listening(&mut cmd)
-}
-
-/// Spawns `cmd` (a `sluice serve`) and returns its URL once it listens.
-fn listening(cmd: &mut Command) -> (Child, String) {
-    let mut child = cmd
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    (child, url)
 }
 
 fn sigterm(child: &Child) {

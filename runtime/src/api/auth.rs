@@ -2,6 +2,8 @@
 //! `Authorization: Bearer <token>` gets `401` before anything else is decided
 //! (route, method, path parameters), so an unauthenticated client learns
 //! nothing about the API but that it needs a token. Only `/healthz` is open.
+//! The read-only token, when configured, passes `GET` and `HEAD` only; any
+//! other method with it is `403 read_only`, refused here, before the route.
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -29,17 +31,33 @@ pub(super) async fn require_token(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        if !presented.is_some_and(|p| same(p.as_bytes(), token.as_bytes())) {
-            return Err(ApiError::Unauthorized);
+        match presented {
+            Some(p) if same(p.as_bytes(), token.as_bytes()) => {}
+            Some(p)
+                if state
+                    .read_token
+                    .as_ref()
+                    .is_some_and(|r| same(p.as_bytes(), r.as_bytes())) =>
+            {
+                if !is_read(request.method()) {
+                    return Err(ApiError::ReadOnly);
+                }
+            }
+            _ => return Err(ApiError::Unauthorized),
         }
     }
     Ok(next.run(request).await)
 }
 
+/// Methods the read-only token may use.
+pub(crate) fn is_read(method: &axum::http::Method) -> bool {
+    *method == axum::http::Method::GET || *method == axum::http::Method::HEAD
+}
+
 /// Compares the sha256 digests of both in constant time: the time taken is
 /// independent of the inputs' lengths and of where they differ, so response
 /// times leak nothing of the token.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     let (a, b) = (Sha256::digest(a), Sha256::digest(b));
     let diff = a
         .iter()

@@ -45,6 +45,9 @@ pub enum ApiError {
     /// A token is configured and the request lacks it or has another. 401.
     #[error("missing or invalid bearer token (send `Authorization: Bearer <token>`)")]
     Unauthorized,
+    /// The read-only token asked for a change. 403.
+    #[error("the read-only token cannot change anything (use the server's token)")]
+    ReadOnly,
     /// No route matches the path. 404.
     #[error("no such endpoint: {0}")]
     NoRoute(String),
@@ -109,6 +112,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (S::BAD_REQUEST, "invalid_input"),
             ApiError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unauthorized => (S::UNAUTHORIZED, "unauthorized"),
+            ApiError::ReadOnly => (S::FORBIDDEN, "read_only"),
             ApiError::NoRoute(_) => (S::NOT_FOUND, "no_route"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),

@@ -41,8 +41,8 @@ use crate::metrics::Metrics;
 use crate::sandbox::Sandbox;
 use crate::store::{Store, StoreConfig};
 
-mod auth;
-mod dlq;
+pub(crate) mod auth;
+pub(crate) mod dlq;
 pub mod dto;
 pub mod error;
 mod messages;
@@ -79,6 +79,10 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// When set, every route but `/healthz` requires `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// A second, read-only token (`--read-token`): with it, `GET` and `HEAD`
+    /// are answered and every other method is `403 read_only`. Only taken
+    /// together with `token`.
+    pub read_token: Option<String>,
     /// The store's [`StoreConfig::max_payload_bytes`]; sizes the enqueue body limits.
     pub max_payload_bytes: usize,
     /// The store's clock, the API's only one: relative delays (`Sluice-Delay`,
@@ -104,6 +108,7 @@ impl ApiState {
             sandbox,
             metrics,
             token,
+            read_token: None,
             max_payload_bytes: StoreConfig::default().max_payload_bytes,
             clock: Arc::new(SystemClock),
         }

@@ -40,6 +40,8 @@ pub(super) struct ServerSection {
 pub(super) struct ApiSection {
     pub listen: Option<SocketAddr>,
     pub token: Option<String>,
+    pub read_token: Option<String>,
+    pub ui: Option<bool>,
 }
 
 /// `[store]`: which backend (`type`) and the queue's limits and retention.

@@ -104,6 +104,11 @@ pub struct ApiConfig {
     /// Bearer token required on every route but `/healthz`. Default none; an
     /// empty token is none.
     pub token: Option<String>,
+    /// A second token that may read everything and change nothing (API and
+    /// dashboard). Default none; only taken with `token`.
+    pub read_token: Option<String>,
+    /// Serve the dashboard at `/ui`. Default on.
+    pub ui: bool,
 }
 
 impl Default for ApiConfig {
@@ -111,6 +116,8 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7777)),
             token: None,
+            read_token: None,
+            ui: true,
         }
     }
 }
@@ -199,6 +206,12 @@ pub struct Overrides {
     /// Bearer token required on every API request (except /healthz).
     #[arg(long, env = "SLUICE_TOKEN")]
     pub token: Option<String>,
+    /// A read-only token: sees everything (API and dashboard), changes nothing.
+    #[arg(long, env = "SLUICE_READ_TOKEN")]
+    pub read_token: Option<String>,
+    /// Do not serve the dashboard at /ui.
+    #[arg(long, env = "SLUICE_NO_UI")]
+    pub no_ui: bool,
     /// How long running attempts may finish after SIGINT/SIGTERM [default: 30s].
     #[arg(long, env = "SLUICE_GRACE", value_parser = crate::units::parse_duration)]
     pub grace: Option<Duration>,
@@ -318,6 +331,8 @@ impl Config {
 
         set(&mut self.api.listen, api.listen);
         set(&mut self.api.token, api.token.map(Some));
+        set(&mut self.api.read_token, api.read_token.map(Some));
+        set(&mut self.api.ui, api.ui);
 
         let pg_key = [
             ("url", store.url.is_some()),
@@ -409,6 +424,10 @@ impl Config {
         set(&mut self.server.log_format, o.log_format);
         set(&mut self.api.listen, o.listen);
         set(&mut self.api.token, o.token.clone().map(Some));
+        set(&mut self.api.read_token, o.read_token.clone().map(Some));
+        if o.no_ui {
+            self.api.ui = false;
+        }
         set(&mut self.sandbox.pool_instances, o.pool_instances);
         match &o.store {
             Some(StoreChoice::Embedded) => self.store.backend = StoreBackend::Embedded,

@@ -14,6 +14,8 @@ log_format = "json"
 [api]
 listen = "0.0.0.0:8080"
 token = "s3cret"
+read_token = "l00k"
+ui = false
 
 [store]
 type = "embedded"
@@ -76,6 +78,8 @@ fn every_section_is_read_into_the_running_configuration() {
         ApiConfig {
             listen: "0.0.0.0:8080".parse::<SocketAddr>().unwrap(),
             token: Some("s3cret".into()),
+            read_token: Some("l00k".into()),
+            ui: false,
         }
     );
     let day = Duration::from_secs(24 * 3600);
@@ -151,8 +155,12 @@ fn flags_and_environment_beat_the_file() {
         log_format: Some(LogFormat::Text),
         store: None,
         runner_id: None,
+        read_token: Some("peek".into()),
+        no_ui: false,
     };
     let c = Config::load(Some(&file), &overrides).unwrap();
+    assert_eq!(c.api.read_token.as_deref(), Some("peek"));
+    assert!(!c.api.ui, "the file's ui = false stands without --no-ui");
     assert_eq!(c.server.data_dir, PathBuf::from("/srv/data"));
     assert_eq!(c.server.grace, Duration::from_secs(1));
     assert_eq!(c.server.log_format, LogFormat::Text);

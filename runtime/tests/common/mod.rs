@@ -1,7 +1,8 @@
 //! Helpers shared by the tests that drive the `sluice` binary.
 #![allow(dead_code)]
 
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -137,4 +138,22 @@ pub fn serve(rt: &tokio::runtime::Runtime, state: sluice::api::ApiState) -> Stri
         addr
     });
     format!("http://{addr}")
+}
+
+/// Spawns `cmd` (a `sluice serve`) and returns its URL once it listens (the
+/// first line it prints).
+pub fn listening(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    (child, url)
 }
