@@ -141,14 +141,17 @@ fn chart(title: &'static str, samples: &[Sample], minutes: usize) -> Chart {
             let total = r.iter().sum();
             let step = 600.0 / minutes.max(1) as f64;
             let offset = (minutes - r.len()) as f64 * step;
-            let points = r
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
+            // A history shorter than the chart starts from zero where it
+            // starts (nothing was counted before), so even its first minute
+            // draws a line rather than a lone point.
+            let start = (r.len() < minutes).then(|| format!("{offset:.1},120.0"));
+            let points = start
+                .into_iter()
+                .chain(r.iter().enumerate().map(|(i, v)| {
                     let x = offset + (i + 1) as f64 * step;
                     let y = 120.0 - (*v as f64 / max as f64) * 115.0;
                     format!("{x:.1},{y:.1}")
-                })
+                }))
                 .collect::<Vec<_>>()
                 .join(" ");
             (name, points, total)
@@ -183,7 +186,13 @@ mod tests {
         assert_eq!(hour.max_per_minute, 30);
         assert_eq!(hour.series[0].0, "enqueued");
         assert_eq!(hour.series[0].2, 50);
-        assert_eq!(hour.series[0].1.split(' ').count(), 3);
+        let points: Vec<&str> = hour.series[0].1.split(' ').collect();
+        assert_eq!(
+            points.len(),
+            4,
+            "three minutes, from zero where the history starts"
+        );
+        assert_eq!(points[0], "570.0,120.0");
         assert!(
             hour.series[0].1.ends_with("600.0,5.0"),
             "{}",

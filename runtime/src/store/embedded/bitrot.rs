@@ -75,9 +75,11 @@ async fn a_torn_tail_is_cut_back_and_the_rest_kept() {
     close_keeping_the_log(s);
     let (path, mut data) = the_log(dir.path());
     let (records, end) = wal::decode(&data);
-    // What a power cut mid-write leaves: a record's first bytes, zeros after.
+    // What a power cut mid-write leaves: a record's first bytes, zeros after
+    // (a record longer than a sector, so that a boundary falls inside it).
     let mut torn = Vec::new();
-    wal::encode(&mut torn, records.last().unwrap().0 + 1, &records[0].1);
+    let ops = vec![(b"k".to_vec(), Some(Bytes::from(vec![7u8; 2000])))];
+    wal::encode(&mut torn, records.last().unwrap().0 + 1, &ops);
     // Its sectors up to the first boundary inside it.
     let cut = (end + 1).next_multiple_of(512) - end;
     assert!(cut < torn.len());

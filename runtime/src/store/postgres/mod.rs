@@ -73,9 +73,9 @@ use self::error::{db, pool};
 use self::queue::Fate;
 use super::{
     AttemptReport, COMMIT_BATCH_BOUNDS, DeadFilter, DeliveryId, DeliveryPage, DeliveryQuery,
-    DeliveryStatus, Enqueued,
-    ExpiredLease, HandlerRecord, HandlerSpec, Lease, Leased, MessageId, MessageStatus, NewMessage,
-    OutboxMessage, PruneReport, Stats, Store, StoreConfig, StoreError, StoreResult,
+    DeliveryStatus, Enqueued, ExpiredLease, HandlerRecord, HandlerSpec, Lease, Leased, MessageId,
+    MessageStatus, NewMessage, OutboxMessage, PruneReport, Stats, Store, StoreConfig, StoreError,
+    StoreResult,
 };
 use crate::clock::{SharedClock, Timestamp};
 use crate::policy::Disposition;
