@@ -300,6 +300,8 @@ async fn check_cut(
     // The key space recovered before anything else runs: a prefix of the
     // batches committed, to the byte.
     let tree = MemTree::from_entries(entries.clone());
+    // As opening does first: a cut before the log directory existed leaves none.
+    disk.create_dir_all(&wal_dir()).map_err(|e| e.to_string())?;
     let last = recover::replay(checkpointed, &tree, &disk, &wal_dir())
         .map_err(|e| format!("log replay refused: {e}"))?;
     let want = reference
