@@ -13,6 +13,7 @@
 //! - [`pace`]: the pacing and progress line of `dlq replay --all --rate`.
 //! - `commands`: what each client command does.
 //! - `run`: `sluice run`, one local invocation in the sandbox, no server.
+//! - `schedules`: `sluice schedules ...`, its arguments and output.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ mod commands;
 pub mod pace;
 pub mod render;
 mod run;
+mod schedules;
 
 /// sluice: a serverless job runner for WebAssembly.
 #[derive(Debug, Parser)]
@@ -63,6 +65,9 @@ pub enum Command {
     Dlq(DlqArgs),
     /// Re-deliver a handler's topic from a point in time.
     Replay(ReplayArgs),
+    /// Create, list, show, pause, resume, trigger or remove schedules (cron).
+    #[command(alias = "schedule")]
+    Schedules(schedules::SchedulesArgs),
     /// Counts per handler and state, DLQ size, backlog and lag.
     Stats(StatsArgs),
     /// Invoke a module once, locally, in the same sandbox (no server needed).
@@ -356,6 +361,7 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run::run(args).await,
+        Command::Schedules(args) => schedules::execute(args).await.map(|()| ExitCode::SUCCESS),
         other => commands::execute(other).await.map(|()| ExitCode::SUCCESS),
     }
 }
@@ -434,8 +440,15 @@ mod tests {
             "sluice replay --handler h --since 2030-01-01T00:00:00Z",
             "sluice stats --json",
             "sluice run m.wasm data --env K=V --timeout 1s --memory 1MiB",
+            "sluice schedules create nightly --cron 0_3_*_*_* --topic t --tz Europe/London --data {} --catch-up all --max-catch-up 5 --catch-up-window 1h --overlap buffer-one --jitter 30s --header a=b --key k --start 2030-01-01T00:00:00Z",
+            "sluice schedules list --json",
+            "sluice schedules show nightly",
+            "sluice schedules pause nightly",
+            "sluice schedules resume nightly",
+            "sluice schedules trigger nightly",
+            "sluice schedules remove nightly",
         ] {
-            let args = line.split(' ');
+            let args = line.split(' ').map(|a| a.replace('_', " "));
             if let Err(e) = Cli::try_parse_from(args) {
                 panic!("{line}: {e}");
             }
