@@ -179,6 +179,22 @@ pub(super) fn render(stats: &Stats, metrics: &Metrics, now: Timestamp) -> String
             out.sample(name, &[("handler", handler)], get(m) as f64);
         }
     }
+    let name = "sluice_egress_requests_total";
+    out.family(
+        name,
+        "counter",
+        "Outbound HTTP requests per handler, origin and outcome.",
+    );
+    for (handler, m) in &handlers {
+        for ((origin, outcome), n) in &m.egress {
+            let labels = [
+                ("handler", handler.as_str()),
+                ("origin", origin),
+                ("outcome", outcome),
+            ];
+            out.sample(name, &labels, *n as f64);
+        }
+    }
     out.text
 }
 

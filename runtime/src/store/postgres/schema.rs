@@ -16,10 +16,16 @@ use super::error::db;
 use crate::store::{StoreError, StoreResult};
 
 /// The newest schema version this build writes.
-pub(super) const VERSION: i32 = 2;
+pub(super) const VERSION: i32 = 3;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
+
+/// Version 3: each attempt's outbound HTTP requests (JSON array of
+/// `EgressRecord`s; `NULL` when it made none, as every older attempt).
+const V3: &str = r#"
+ALTER TABLE attempts ADD COLUMN egress jsonb;
+"#;
 
 /// Version 2: the indexes of `query_deliveries` (the dashboard's lists and
 /// search): deliveries by (handler, state) and by (handler, ordering key),
