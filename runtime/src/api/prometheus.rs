@@ -196,6 +196,22 @@ pub(super) fn render(stats: &Stats, metrics: &Metrics, now: Timestamp) -> String
             *n as f64,
         );
     }
+    let name = "sluice_egress_requests_total";
+    out.family(
+        name,
+        "counter",
+        "Outbound HTTP requests per handler, origin and outcome.",
+    );
+    for (handler, m) in &handlers {
+        for ((origin, outcome), n) in &m.egress {
+            let labels = [
+                ("handler", handler.as_str()),
+                ("origin", origin),
+                ("outcome", outcome),
+            ];
+            out.sample(name, &labels, *n as f64);
+        }
+    }
     out.text
 }
 

@@ -93,6 +93,7 @@ async fn register(a: RegisterArgs) -> anyhow::Result<()> {
         let env: Map<String, Value> = a.env.into_iter().map(|(k, v)| (k, json!(v))).collect();
         set("env", Some(Value::Object(env)));
     }
+    set("egress", a.egress.json());
     if crate::sandbox::is_component(&wasm) {
         // The server answers once the component is compiled (and cached).
         eprintln!(

@@ -11,6 +11,7 @@
 //! - [`client`]: the HTTP client.
 //! - [`render`]: human output (tables, attempts), colour only on a terminal.
 //! - [`pace`]: the pacing and progress line of `dlq replay --all --rate`.
+//! - [`egress`]: the allow-list flags shared by `register` and `run`.
 //! - `commands`: what each client command does.
 //! - `run`: `sluice run`, one local invocation in the sandbox, no server.
 //! - `rerun`: `sluice run --delivery`, a recorded attempt run again locally.
@@ -29,6 +30,7 @@ use crate::units::{parse_delay, parse_duration, parse_size};
 
 pub mod client;
 mod commands;
+pub mod egress;
 pub mod pace;
 pub mod render;
 mod rerun;
@@ -130,6 +132,8 @@ pub struct RegisterArgs {
     /// Environment variable for the guest (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
     env: Vec<(String, String)>,
+    #[command(flatten)]
+    egress: egress::EgressArgs,
 }
 
 /// `sluice handlers`.
@@ -354,6 +358,8 @@ pub struct RunArgs {
     /// Fuel budget (turns metering on).
     #[arg(long)]
     fuel: Option<u64>,
+    #[command(flatten)]
+    egress: egress::EgressArgs,
     /// `SLUICE_TOPIC` for the guest.
     #[arg(long, default_value = "local")]
     topic: String,
@@ -467,6 +473,8 @@ mod tests {
             "sluice schedules resume nightly",
             "sluice schedules trigger nightly",
             "sluice schedules remove nightly",
+            "sluice run m.wasm --allow-origin https://api.example.com --allow-address 10.0.0.0/8 --egress-max-requests 3",
+            "sluice register h --topic t --module m.wasm --allow-origin http://127.0.0.1:8080 --allow-address 127.0.0.1 --egress-max-response-bytes 1MiB --egress-max-request-bytes 1KiB --egress-max-connections 2",
         ] {
             let args = line.split(' ').map(|a| a.replace('_', " "));
             if let Err(e) = Cli::try_parse_from(args) {

@@ -45,6 +45,7 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .context("a module to run (or --delivery)")?;
     let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let stdin = super::read_payload(a.data, a.file.as_ref())?;
+    let egress = a.egress.policy()?;
     let defaults = Limits::default();
     let limits = Limits {
         timeout: a.timeout.unwrap_or(defaults.timeout),
@@ -72,6 +73,7 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         },
         env: a.env,
         limits,
+        egress,
     };
     let view = invoke(&wasm, &path, invocation, a.cache_dir).await?;
     let code = exit_code(view.attempt.outcome.as_ref().unwrap_or(&Outcome::Ok));
@@ -127,6 +129,7 @@ pub(super) async fn invoke(
             module_sha256: Some(module.sha256().to_string()),
             peak_memory_bytes: Some(x.peak_memory_bytes),
             fuel_used: x.fuel_used,
+            egress: x.egress,
         },
         published: x
             .published

@@ -49,6 +49,7 @@ use crate::clock::Timestamp;
 use crate::names::NameError;
 use crate::outcome::Outcome;
 use crate::policy::{Disposition, HandlerPolicy, PolicyError};
+use crate::sandbox::EgressRecord;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
@@ -272,6 +273,10 @@ pub struct AttemptReport {
     pub peak_memory_bytes: u64,
     /// Fuel consumed, when metered.
     pub fuel_used: Option<u64>,
+    /// The attempt's outbound HTTP requests, in order (method, origin,
+    /// status, bytes, duration, outcome; never headers or bodies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<EgressRecord>,
 }
 
 impl AttemptReport {
@@ -290,6 +295,7 @@ impl AttemptReport {
             stderr_truncated: false,
             peak_memory_bytes: 0,
             fuel_used: None,
+            egress: Vec::new(),
         }
     }
 }

@@ -63,6 +63,7 @@ pub fn invocation(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         limits: limits(policy),
+        egress: policy.egress.clone(),
     }
 }
 
@@ -119,6 +120,7 @@ async fn run(ctx: &Context, handler: &HandlerRecord, leased: &Leased) -> Done {
                     stderr_truncated: exec.stderr.truncated,
                     peak_memory_bytes: exec.peak_memory_bytes,
                     fuel_used: exec.fuel_used,
+                    egress: exec.egress,
                 },
                 outbox,
             }
