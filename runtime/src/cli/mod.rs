@@ -499,7 +499,6 @@ mod tests {
             "sluice status not-a-uuid",
             "sluice run",
             "sluice run m.wasm --delivery 0190e0e0-0000-7000-8000-000000000000",
-            "sluice run m.wasm --attempt 2",
             "sluice register h --topic t --module m.wasm --env NOEQUALS",
         ] {
             assert!(

@@ -39,6 +39,10 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(id) = a.delivery {
         return super::rerun::rerun(a, id).await;
     }
+    anyhow::ensure!(
+        a.attempt.is_none() && a.fixed_module.is_none(),
+        "--attempt and --module re-run a recorded delivery: give --delivery ID"
+    );
     let path = a
         .module
         .clone()
