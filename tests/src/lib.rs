@@ -84,16 +84,6 @@ impl Harness {
 
     async fn start_with(pool_instances: u32, cache_dir: Option<PathBuf>) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let clock = manual_clock();
-        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
-        let store = Arc::new(
-            EmbeddedStore::open(
-                &dir.path().join("queue"),
-                StoreConfig::default(),
-                shared.clone(),
-            )
-            .expect("open store"),
-        );
         let sandbox = Sandbox::new(SandboxConfig {
             pool_instances,
             cache_dir: Some(cache_dir.unwrap_or_else(|| dir.path().join("cache"))),
@@ -101,6 +91,47 @@ impl Harness {
             ..SandboxConfig::default()
         })
         .expect("sandbox");
+        Harness::open_on(dir, manual_clock(), sandbox).await
+    }
+
+    /// Stops the runner, closes the store and opens both again on the same
+    /// directory, clock and sandbox: what a process restart does (leases
+    /// held are released on open, as after a crash).
+    pub async fn restart(self) -> Harness {
+        let Harness {
+            store,
+            clock,
+            runner,
+            sandbox,
+            metrics: _,
+            _dir: dir,
+        } = self;
+        runner.shutdown(Duration::from_secs(5)).await;
+        drop(runner);
+        drop(store);
+        Harness::open_on(dir, clock, sandbox).await
+    }
+
+    /// A store and runner on `dir` and `clock`. The store's files are locked
+    /// until the previous store's last handle is gone (an aborted task may
+    /// drop its own a moment later), so opening retries for a few seconds.
+    async fn open_on(dir: tempfile::TempDir, clock: ManualClock, sandbox: Sandbox) -> Harness {
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let mut tries = 0;
+        let store = loop {
+            match EmbeddedStore::open(
+                &dir.path().join("queue"),
+                StoreConfig::default(),
+                shared.clone(),
+            ) {
+                Ok(s) => break Arc::new(s),
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("reopen the store: {e}"),
+            }
+        };
         let metrics = Arc::new(Metrics::default());
         let config = RunnerConfig {
             poll_interval: Duration::from_millis(50),

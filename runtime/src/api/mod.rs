@@ -12,6 +12,7 @@
 //! - [`dto`]: the JSON documents, shared with the CLI.
 //! - `auth`: the bearer-token check.
 //! - `messages`: enqueue (single and batch), message, delivery and attempts.
+//! - `modules`: a module's bytes by sha256, a message's payload (`sluice run --delivery`).
 //! - `registry`: handler registration (module validated by the sandbox first),
 //!   list, show, remove, pause, resume, replay from a time.
 //! - `dlq`: list, show, replay and purge dead deliveries.
@@ -48,6 +49,7 @@ pub(crate) mod dlq;
 pub mod dto;
 pub mod error;
 mod messages;
+mod modules;
 mod observe;
 mod prometheus;
 mod registry;
@@ -149,6 +151,8 @@ pub fn router(state: ApiState) -> Router {
             post(messages::enqueue_batch).layer(batch_limit),
         )
         .route("/v1/messages/{id}", get(messages::message))
+        .route("/v1/messages/{id}/payload", get(modules::payload))
+        .route("/v1/modules/{sha256}", get(modules::module))
         .route("/v1/deliveries", get(search::list))
         .route("/v1/deliveries/{id}", get(messages::delivery))
         .route("/v1/deliveries/{id}/attempts", get(messages::attempts))

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{ApiError, ApiState, Segment, body, json};
+use super::{ApiError, ApiState, Segment, body};
 use crate::clock::Timestamp;
 use crate::store::{CatchUp, Occurrence, Overlap, ScheduleRecord, ScheduleSpec};
 
@@ -292,7 +292,11 @@ pub(super) async fn put(
     Segment(id): Segment,
     request: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
-    let request: ScheduleRequest = json(&body(request, put_limit(&state))?)?;
+    let bytes = body(request, put_limit(&state))?;
+    // Errors name the field (`overlap: unknown variant ...`).
+    let request: ScheduleRequest =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&bytes))
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
     let rec = state.store.put_schedule(request.into_spec(&id)?).await?;
     let status = if rec.revision <= 1 {
         StatusCode::CREATED

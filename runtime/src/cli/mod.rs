@@ -14,6 +14,7 @@
 //! - [`egress`]: the allow-list flags shared by `register` and `run`.
 //! - `commands`: what each client command does.
 //! - `run`: `sluice run`, one local invocation in the sandbox, no server.
+//! - `rerun`: `sluice run --delivery`, a recorded attempt run again locally.
 //! - `schedules`: `sluice schedules ...`, its arguments and output.
 
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ mod commands;
 pub mod egress;
 pub mod pace;
 pub mod render;
+mod rerun;
 mod run;
 mod schedules;
 
@@ -319,8 +321,25 @@ pub struct StatsArgs {
 /// `sluice run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The module.
-    module: PathBuf,
+    /// The module (with `--delivery`, the one that ran is fetched instead).
+    #[arg(required_unless_present = "delivery")]
+    module: Option<PathBuf>,
+    /// Re-run a delivery's attempt locally: its payload, metadata, handler
+    /// policy and the exact module that ran, fetched from the server.
+    #[arg(long, conflicts_with_all = ["module", "data", "file", "env", "timeout", "memory", "fuel", "topic", "handler", "key"])]
+    delivery: Option<Uuid>,
+    /// With `--delivery`: which attempt, 1-based across replays [default: the last].
+    #[arg(long, requires = "delivery")]
+    attempt: Option<u32>,
+    /// With `--delivery`: run this build instead of the recorded module.
+    #[arg(long = "module", value_name = "FILE.wasm", requires = "delivery")]
+    fixed_module: Option<PathBuf>,
+    /// With `--delivery`: the server.
+    #[arg(long, env = "SLUICE_URL", default_value = client::DEFAULT_URL)]
+    url: String,
+    /// With `--delivery`: bearer token.
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Payload for stdin; `-` reads stdin.
     #[arg(conflicts_with = "file")]
     data: Option<String>,
@@ -446,6 +465,7 @@ mod tests {
             "sluice replay --handler h --since 2030-01-01T00:00:00Z",
             "sluice stats --json",
             "sluice run m.wasm data --env K=V --timeout 1s --memory 1MiB",
+            "sluice run --delivery 0190e0e0-0000-7000-8000-000000000000 --attempt 2 --module fix.wasm --json",
             "sluice schedules create nightly --cron 0_3_*_*_* --topic t --tz Europe/London --data {} --catch-up all --max-catch-up 5 --catch-up-window 1h --overlap buffer-one --jitter 30s --header a=b --key k --start 2030-01-01T00:00:00Z",
             "sluice schedules list --json",
             "sluice schedules show nightly",
@@ -477,6 +497,8 @@ mod tests {
             "sluice dlq purge 0190e0e0-0000-7000-8000-000000000000 --handler h --all",
             "sluice dlq replay 0190e0e0-0000-7000-8000-000000000000 --rate 5",
             "sluice status not-a-uuid",
+            "sluice run",
+            "sluice run m.wasm --delivery 0190e0e0-0000-7000-8000-000000000000",
             "sluice register h --topic t --module m.wasm --env NOEQUALS",
         ] {
             assert!(

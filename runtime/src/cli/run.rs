@@ -20,8 +20,8 @@ use crate::sandbox::{
 
 /// The JSON document of `sluice run --json`.
 #[derive(Debug, Serialize)]
-struct RunView {
-    attempt: AttemptView,
+pub(super) struct RunView {
+    pub(super) attempt: AttemptView,
     published: Vec<PublishedView>,
     logs: Vec<GuestLog>,
     logs_truncated: bool,
@@ -36,8 +36,18 @@ struct PublishedView {
 }
 
 pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let wasm =
-        std::fs::read(&a.module).with_context(|| format!("reading {}", a.module.display()))?;
+    if let Some(id) = a.delivery {
+        return super::rerun::rerun(a, id).await;
+    }
+    anyhow::ensure!(
+        a.attempt.is_none() && a.fixed_module.is_none(),
+        "--attempt and --module re-run a recorded delivery: give --delivery ID"
+    );
+    let path = a
+        .module
+        .clone()
+        .context("a module to run (or --delivery)")?;
+    let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let stdin = super::read_payload(a.data, a.file.as_ref())?;
     let egress = a.egress.policy()?;
     let defaults = Limits::default();
@@ -46,28 +56,8 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         memory_bytes: a.memory.unwrap_or(defaults.memory_bytes),
         fuel: a.fuel,
     };
-    let cache_dir = a
-        .cache_dir
-        .unwrap_or_else(|| crate::config::ServerConfig::default().module_cache_dir());
-    let sandbox = Sandbox::new(SandboxConfig {
-        pool_instances: 1,
-        fuel: a.fuel.is_some(),
-        cache_dir: Some(cache_dir.clone()),
-        ..SandboxConfig::default()
-    })?;
-    if sandbox.needs_compile(&wasm) && is_component(&wasm) {
-        eprintln!(
-            "sluice: compiling {} ({:.1} MB component; tens of seconds for Python or \
-             JavaScript, once: cached in {})",
-            a.module.display(),
-            wasm.len() as f64 / 1e6,
-            cache_dir.display()
-        );
-    }
-    let module = sandbox.load(&wasm, &limits)?;
     let handler = a.handler.unwrap_or_else(|| {
-        a.module
-            .file_stem()
+        path.file_stem()
             .map_or("local".into(), |s| s.to_string_lossy().into_owned())
     });
     let id = uuid::Uuid::now_v7().to_string();
@@ -89,9 +79,46 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         limits,
         egress,
     };
+    let view = invoke(&wasm, &path, invocation, a.cache_dir).await?;
+    let code = exit_code(view.attempt.outcome.as_ref().unwrap_or(&Outcome::Ok));
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", human(&view, &Style::detect()));
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// Runs `invocation` of `wasm` (read from `path`) once, in a one-slot sandbox
+/// like the server's, compiled modules cached in `cache_dir` [default: the
+/// server's]; fuel is metered when the invocation has a budget.
+pub(super) async fn invoke(
+    wasm: &[u8],
+    path: &std::path::Path,
+    invocation: Invocation,
+    cache_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<RunView> {
+    let cache_dir =
+        cache_dir.unwrap_or_else(|| crate::config::ServerConfig::default().module_cache_dir());
+    let sandbox = Sandbox::new(SandboxConfig {
+        pool_instances: 1,
+        fuel: invocation.limits.fuel.is_some(),
+        cache_dir: Some(cache_dir.clone()),
+        ..SandboxConfig::default()
+    })?;
+    if sandbox.needs_compile(wasm) && is_component(wasm) {
+        eprintln!(
+            "sluice: compiling {} ({:.1} MB component; tens of seconds for Python or \
+             JavaScript, once: cached in {})",
+            path.display(),
+            wasm.len() as f64 / 1e6,
+            cache_dir.display()
+        );
+    }
+    let module = sandbox.load(wasm, &invocation.limits)?;
+    let started = SystemClock.now();
     let x = sandbox.invoke(&module, invocation).await?;
-    let code = exit_code(&x.outcome);
-    let view = RunView {
+    Ok(RunView {
         attempt: AttemptView {
             number: 1,
             round: 0,
@@ -120,16 +147,10 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         logs: x.logs,
         logs_truncated: x.logs_truncated,
-    };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
-    } else {
-        print!("{}", human(&view, &Style::detect()));
-    }
-    Ok(ExitCode::from(code))
+    })
 }
 
-fn human(v: &RunView, style: &Style) -> String {
+pub(super) fn human(v: &RunView, style: &Style) -> String {
     let mut out = render::attempt(&v.attempt, style, None);
     for l in &v.logs {
         out.push_str(&format!("  log {}: {}\n", l.level.as_str(), l.message));
@@ -158,7 +179,7 @@ fn human(v: &RunView, style: &Style) -> String {
 
 /// The process exit status for an outcome: 0 ok, 65 rejected, the guest's
 /// status for another exit (1 if it does not fit 1..=255), 1 otherwise.
-fn exit_code(o: &Outcome) -> u8 {
+pub(super) fn exit_code(o: &Outcome) -> u8 {
     match o {
         Outcome::Ok => 0,
         Outcome::Rejected => crate::outcome::EXIT_REJECT as u8,

@@ -247,6 +247,23 @@ fn print<T: Serialize>(json: bool, doc: &T, human: impl FnOnce(&T) -> String) {
     }
 }
 
+/// A policy as the API spells it (`buffer_one`).
+fn name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// `catch_up 2, overlap 1`, or `none`.
+fn missed(s: &ScheduleView) -> String {
+    if s.missed.is_empty() {
+        return "none".into();
+    }
+    let parts: Vec<String> = s.missed.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    parts.join(", ")
+}
+
 /// `sluice schedules list`.
 fn list(schedules: &[ScheduleView], style: &Style) -> String {
     let mut t = Table::new(&[
@@ -278,19 +295,19 @@ fn list(schedules: &[ScheduleView], style: &Style) -> String {
 fn show(d: &ScheduleDetailView, style: &Style) -> String {
     let s = &d.schedule;
     let mut out = format!(
-        "{}  {} in {} onto topic {}{}\n  catch-up {:?} (max {}, window {}), overlap {:?}, jitter {}\n  fired {}, missed {:?}, cursor {}\n\nnext:\n",
+        "{}  {} in {} onto topic {}{}\n  catch-up {} (max {}, window {}), overlap {}, jitter {}\n  fired {}, missed {}, cursor {}\n\nnext:\n",
         style.paint(Color::Bold, &s.id),
         s.cron,
         s.timezone,
         s.topic,
         if s.paused { " (paused)" } else { "" },
-        s.catch_up,
+        name(&s.catch_up),
         s.max_catch_up,
         super::render::millis(s.catch_up_window_ms),
-        s.overlap,
+        name(&s.overlap),
         super::render::millis(s.jitter_ms),
         s.fired,
-        s.missed,
+        missed(s),
         s.cursor,
     );
     for (utc, local) in s.next.iter().zip(&s.next_local) {

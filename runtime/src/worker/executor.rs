@@ -10,7 +10,7 @@ use super::Context;
 use crate::outcome::Outcome;
 use crate::policy::HandlerPolicy;
 use crate::sandbox::{GuestMetadata, Invocation, Limits};
-use crate::store::{AttemptReport, HandlerRecord, Leased, OutboxMessage};
+use crate::store::{AttemptReport, HandlerRecord, Leased, Message, OutboxMessage};
 
 /// An attempt's result, ready for the completer.
 #[derive(Debug)]
@@ -27,6 +27,43 @@ pub fn limits(policy: &HandlerPolicy) -> Limits {
         timeout: policy.timeout(),
         memory_bytes: policy.memory_bytes,
         fuel: policy.fuel,
+    }
+}
+
+/// What the sandbox is given for attempt `number` of `of` (attempt, max
+/// attempts) of `message` by `handler` under `policy`: the payload on stdin,
+/// the `SLUICE_*` metadata, the policy's environment and limits. The server's
+/// attempts and `sluice run --delivery` both build it here.
+pub fn invocation(
+    message: &Message,
+    handler: &str,
+    (attempt, max_attempts): (u32, u32),
+    policy: &HandlerPolicy,
+) -> Invocation {
+    Invocation {
+        stdin: message.payload.clone(),
+        metadata: GuestMetadata {
+            topic: message.topic.clone(),
+            handler: handler.to_string(),
+            message_id: message.id.to_string(),
+            idempotency_key: message.idempotency_key.clone(),
+            ordering_key: message.ordering_key.clone(),
+            attempt,
+            max_attempts,
+            enqueued_at: message.enqueued_at.to_rfc3339(),
+            headers: message
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        },
+        env: policy
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        limits: limits(policy),
+        egress: policy.egress.clone(),
     }
 }
 
@@ -48,32 +85,12 @@ async fn run(ctx: &Context, handler: &HandlerRecord, leased: &Leased) -> Done {
         Ok(module) => module,
         Err(e) => return host_failure(handler, &e.to_string(), started),
     };
-    let invocation = Invocation {
-        stdin: m.payload.clone(),
-        metadata: GuestMetadata {
-            topic: m.topic.clone(),
-            handler: leased.handler.clone(),
-            message_id: m.id.to_string(),
-            idempotency_key: m.idempotency_key.clone(),
-            ordering_key: m.ordering_key.clone(),
-            attempt: leased.attempt,
-            max_attempts: leased.max_attempts,
-            enqueued_at: m.enqueued_at.to_rfc3339(),
-            headers: m
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        },
-        env: handler
-            .policy
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        limits: limits(&handler.policy),
-        egress: handler.policy.egress.clone(),
-    };
+    let invocation = invocation(
+        m,
+        &leased.handler,
+        (leased.attempt, leased.max_attempts),
+        &handler.policy,
+    );
     match ctx.sandbox.invoke(&module, invocation).await {
         Ok(exec) => {
             for log in &exec.logs {

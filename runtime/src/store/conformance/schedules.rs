@@ -2,7 +2,7 @@
 //! cursor), each catch-up and overlap policy, pause, trigger, start and end,
 //! a firing whose key was already used, a stale tick, restarts, and two
 //! instances ticking at once. Ticks go through the ticker's own
-//! [`tick`](crate::worker::maintenance::schedules::tick) on the manual clock.
+//! [`crate::worker::maintenance::schedules::tick`] on the manual clock.
 
 use std::time::Duration;
 
