@@ -131,6 +131,8 @@ pub struct Metrics {
     pub lease_expiries: AtomicU64,
     /// Per handler.
     pub handlers: Mutex<BTreeMap<String, HandlerMetrics>>,
+    /// Schedule occurrences this process recorded as missed, by (schedule, reason).
+    pub schedule_missed: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -173,6 +175,15 @@ impl Metrics {
             h.end_to_end.observe(latency);
         }
         h.dead_lettered += u64::from(dead);
+    }
+
+    /// Records `n` occurrences of `schedule` missed for `reason`.
+    pub fn schedule_missed(&self, schedule: &str, reason: &'static str, n: u64) {
+        let mut map = self
+            .schedule_missed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *map.entry((schedule.to_string(), reason)).or_default() += n;
     }
 
     /// Adds `n` to a counter.

@@ -64,7 +64,7 @@ pub(super) async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Dlq(args) => dlq(args).await,
         Command::Replay(args) => replay(args).await,
         Command::Stats(args) => stats(args).await,
-        Command::Serve(_) | Command::Run(_) | Command::Migrate(_) => {
+        Command::Serve(_) | Command::Run(_) | Command::Migrate(_) | Command::Schedules(_) => {
             unreachable!("dispatched by cli::execute")
         }
     }
