@@ -610,8 +610,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_attempts_request_count_is_a_limit() {
-        let mut p = EgressPolicy::default();
-        p.max_requests = 1;
+        let p = EgressPolicy {
+            max_requests: 1,
+            ..EgressPolicy::default()
+        };
         let e = AttemptEgress::new(p.rules().unwrap(), Arc::new(Semaphore::new(1)));
         let first = e.send(get("https://api.example.com/")).await.unwrap_err();
         assert!(matches!(first, EgressError::DeniedOrigin(_)));
