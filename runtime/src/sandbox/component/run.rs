@@ -24,6 +24,7 @@ use super::super::config::SandboxConfig;
 use super::super::egress::AttemptEgress;
 use super::super::egress::wasi_http::EgressHooks;
 use super::super::error::SandboxError;
+use super::super::wasi_guard::RANDOM_CHUNK;
 use super::super::run::{
     Execution, Failure, Invocation, MemoryLimiter, arm, execution, outcome_of,
 };
@@ -67,7 +68,10 @@ pub(crate) async fn run(
         .envs(&env)
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .allow_ip_name_lookup(false)
+        // One `get-random-bytes` call runs without yielding: bound it as ABI 1's
+        // `random_get` pieces are (a larger request traps), not at wasmtime's 64 MiB.
+        .max_random_size(RANDOM_CHUNK as u64);
     let message = match pre {
         ComponentPre::Command(_) => {
             wasi.stdin(MemoryInputPipe::new(stdin));
