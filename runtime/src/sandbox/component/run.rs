@@ -24,10 +24,10 @@ use super::super::config::SandboxConfig;
 use super::super::egress::AttemptEgress;
 use super::super::egress::wasi_http::EgressHooks;
 use super::super::error::SandboxError;
-use super::super::wasi_guard::RANDOM_CHUNK;
 use super::super::run::{
     Execution, Failure, Invocation, MemoryLimiter, arm, execution, outcome_of,
 };
+use super::super::wasi_guard::RANDOM_CHUNK;
 use super::ComponentState;
 use super::bindings::JobPre;
 use super::bindings::sluice::handler::types::{HandleError, Message};
