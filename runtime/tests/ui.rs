@@ -240,6 +240,39 @@ async fn hostile_values_render_as_inert_text() {
     );
 }
 
+/// An attempt's outbound requests are a table under it, every value escaped.
+#[tokio::test]
+async fn outbound_requests_show_under_their_attempt() {
+    use sluice::policy::Disposition;
+    use sluice::sandbox::{EgressOutcome, EgressRecord};
+    let ui = dashboard(None);
+    let s = &ui.store;
+    handler(s.as_ref(), "h", "t").await;
+    let id = s.enqueue(vec![msg("t", "x")]).await.unwrap()[0].id;
+    let leased = s.lease("h", 1).await.unwrap().pop().unwrap();
+    let mut report = sluice::store::conformance::helpers::failed();
+    report.egress = vec![EgressRecord {
+        method: "POST".into(),
+        origin: "https://hooks.example.com:443".into(),
+        status: None,
+        request_bytes: 0,
+        response_bytes: 0,
+        duration_ms: 4,
+        outcome: EgressOutcome::DeniedAddress,
+        detail: "<script>alert(1)</script> resolves to 10.0.0.1".into(),
+    }];
+    let dead = Disposition::Dead { reason: "x".into() };
+    s.fail(&leased.lease, report, dead).await.unwrap();
+    let page = ui.get(&format!("/ui/messages/{id}"), None).await.body;
+    assert!(page.contains("outbound requests"), "{page}");
+    assert!(
+        page.contains("https:&#x2f;&#x2f;hooks.example.com:443")
+            || page.contains("https://hooks.example.com:443")
+    );
+    assert!(page.contains("<b>denied_address</b>"), "{page}");
+    assert!(!page.contains("<script>alert(1)"), "escaped");
+}
+
 #[tokio::test]
 async fn actions_change_the_store_and_need_csrf() {
     let ui = dashboard(None);

@@ -252,8 +252,12 @@ async fn refused_requests_never_reach_a_server() {
         ),
     ];
     for (name, url, allowed, expected) in cases {
-        h.register(name, name, &module, policy(&url, &allowed))
-            .await;
+        let mut p = policy(&url, &allowed);
+        if name == "localhost" {
+            // Loopback is not named: the allowed name resolves to nothing allowed.
+            p.egress.allow_addresses.clear();
+        }
+        h.register(name, name, &module, p).await;
         let id = h.enqueue(name, "{}").await;
         let s = h.settle(id).await;
         let (outcome, records, _) = egress(&s);

@@ -304,6 +304,19 @@ mod tests {
         let metrics = Metrics::default();
         metrics.attempt("h", "ok", 1, std::time::Duration::from_millis(2));
         metrics.attempt("h", "exit", 2, std::time::Duration::from_millis(200));
+        metrics.egress(
+            "h",
+            &[crate::sandbox::EgressRecord {
+                method: "POST".into(),
+                origin: "https://api.example.com:443".into(),
+                status: Some(200),
+                request_bytes: 1,
+                response_bytes: 2,
+                duration_ms: 3,
+                outcome: crate::sandbox::EgressOutcome::Ok,
+                detail: String::new(),
+            }],
+        );
         let stats = Stats {
             handlers: vec![],
             topic_depth: Default::default(),
@@ -328,6 +341,9 @@ mod tests {
         assert!(text.contains("sluice_attempt_duration_seconds_count{handler=\"h\"} 2\n"));
         assert!(text.contains("sluice_attempts_total{handler=\"h\",outcome=\"exit\"} 1\n"));
         assert!(text.contains("sluice_redeliveries_total{handler=\"h\"} 1\n"));
+        assert!(text.contains(
+            "sluice_egress_requests_total{handler=\"h\",origin=\"https://api.example.com:443\",outcome=\"ok\"} 1\n"
+        ));
         assert!(text.contains("sluice_store_flushes_total 3\n"));
     }
 

@@ -11,8 +11,8 @@ use crate::units::parse_size;
 /// unless listed.
 #[derive(Debug, Clone, Default, Args)]
 pub struct EgressArgs {
-    /// An origin the handler may call, e.g. https://api.example.com or
-    /// https://*.example.org:8443 (repeatable; http:// only when listed so).
+    /// An origin the handler may call, e.g. `https://api.example.com` or
+    /// `https://*.example.org:8443` (repeatable; `http://` only when listed so).
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow: Vec<String>,
     /// An address range the handler may reach although it is private,

@@ -577,6 +577,26 @@ mod tests {
     }
 
     #[test]
+    fn outbound_requests_are_one_line_each() {
+        let mut a = attempt_view(Some(Outcome::Exit { code: 75 }));
+        a.egress = vec![EgressRecord {
+            method: "POST".into(),
+            origin: "http://localhost:8080".into(),
+            status: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            duration_ms: 2,
+            outcome: EgressOutcome::DeniedAddress,
+            detail: "localhost resolves to 127.0.0.1, loopback (127.0.0.0/8), which the policy does not allow".into(),
+        }];
+        let text = attempt(&a, &Style::plain(), None);
+        assert!(
+            text.contains("  http POST http://localhost:8080  0 bytes out  0 bytes in  2 ms  denied_address: localhost resolves to 127.0.0.1"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_trap_shows_message_backtrace_and_output() {
         let a = attempt_view(Some(Outcome::Trap {
             trap: "unreachable".into(),

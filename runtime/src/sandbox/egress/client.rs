@@ -421,6 +421,7 @@ impl Drop for AbortOnDrop {
 
 /// A request body, counted against the attempt's request bytes: past the
 /// limit it fails, which aborts the request.
+#[derive(Debug)]
 pub struct RequestBody<B> {
     inner: B,
     egress: Arc<AttemptEgress>,
@@ -470,6 +471,7 @@ where
 /// A response body, counted against the attempt's response bytes: the frame
 /// that would pass the limit is an error instead, and the body ends there.
 /// Holds the connection: dropping the body closes it and frees its slot.
+#[derive(Debug)]
 pub struct ResponseBody {
     inner: hyper::body::Incoming,
     egress: Arc<AttemptEgress>,
@@ -542,6 +544,82 @@ impl Body for ResponseBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::egress::EgressPolicy;
+
+    fn egress(allow: &[&str], addresses: &[&str]) -> Arc<AttemptEgress> {
+        let rules = EgressPolicy {
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            allow_addresses: addresses.iter().map(|s| s.to_string()).collect(),
+            ..EgressPolicy::default()
+        }
+        .rules()
+        .unwrap();
+        AttemptEgress::new(rules, Arc::new(Semaphore::new(1)))
+    }
+
+    fn get(url: &str) -> Request<http_body_util::Empty<Bytes>> {
+        Request::get(url)
+            .body(http_body_util::Empty::new())
+            .unwrap()
+    }
+
+    /// Refusals before any connection, each recorded with its reason; no
+    /// server listens on port 9 (discard), so an allowed request would fail
+    /// with `connect`, not with a refusal.
+    #[tokio::test]
+    async fn refusals_are_decided_before_connecting_and_recorded() {
+        let e = egress(&["http://localhost:9", "http://127.0.0.1:9"], &[]);
+        let denied = e
+            .send(get("http://localhost:9/x?token=secret"))
+            .await
+            .unwrap_err();
+        assert!(matches!(denied, EgressError::DeniedAddress(_)), "{denied}");
+        assert!(denied.to_string().contains("loopback"), "{denied}");
+        let literal = e.send(get("http://127.0.0.1:9/")).await.unwrap_err();
+        assert!(
+            matches!(literal, EgressError::DeniedAddress(_)),
+            "{literal}"
+        );
+        let unlisted = e.send(get("https://api.example.com/")).await.unwrap_err();
+        assert_eq!(
+            unlisted,
+            EgressError::DeniedOrigin("https://api.example.com:443".into())
+        );
+        let records = e.records();
+        let outcomes: Vec<_> = records.iter().map(|r| r.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                EgressOutcome::DeniedAddress,
+                EgressOutcome::DeniedAddress,
+                EgressOutcome::DeniedOrigin
+            ]
+        );
+        assert!(
+            records
+                .iter()
+                .all(|r| !r.origin.contains("secret") && !r.detail.contains("secret"))
+        );
+        let allowed = egress(&["http://127.0.0.1:9"], &["127.0.0.1/32"]);
+        let refused = allowed.send(get("http://127.0.0.1:9/")).await.unwrap_err();
+        assert!(
+            matches!(refused, EgressError::Connect(_)),
+            "named, so tried: {refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_attempts_request_count_is_a_limit() {
+        let p = EgressPolicy {
+            max_requests: 1,
+            ..EgressPolicy::default()
+        };
+        let e = AttemptEgress::new(p.rules().unwrap(), Arc::new(Semaphore::new(1)));
+        let first = e.send(get("https://api.example.com/")).await.unwrap_err();
+        assert!(matches!(first, EgressError::DeniedOrigin(_)));
+        let second = e.send(get("https://api.example.com/")).await.unwrap_err();
+        assert!(matches!(second, EgressError::Limit(_)), "{second}");
+    }
 
     #[test]
     fn origins_of_urls() {
