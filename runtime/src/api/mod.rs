@@ -15,6 +15,8 @@
 //! - `registry`: handler registration (module validated by the sandbox first),
 //!   list, show, remove, pause, resume, replay from a time.
 //! - `dlq`: list, show, replay and purge dead deliveries.
+//! - [`schedules`]: schedules (create or replace, list, show, pause, resume,
+//!   trigger, remove) and their documents.
 //! - `search`: `GET /v1/deliveries`, the delivery search (shared with the dashboard).
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the routes.
 //! - `observe`: stats, `/healthz` and `/metrics` (rendered by [`crate::metrics`]).
@@ -52,6 +54,7 @@ mod messages;
 mod observe;
 pub mod openapi;
 mod registry;
+pub mod schedules;
 pub(crate) mod search;
 
 pub use error::ApiError;
@@ -144,6 +147,7 @@ const MODULE_JSON_LIMIT: usize = MAX_MODULE_BYTES / 3 * 4 + BODY_MARGIN;
 struct BodyLimits {
     enqueue: usize,
     batch: usize,
+    schedule: usize,
 }
 
 impl Default for BodyLimits {
@@ -153,6 +157,7 @@ impl Default for BodyLimits {
         BodyLimits {
             enqueue: store.max_payload_bytes.saturating_add(BODY_MARGIN),
             batch: batch_limit(store.max_payload_bytes),
+            schedule: schedules::limit_for(store.max_payload_bytes),
         }
     }
 }
@@ -185,6 +190,13 @@ fn routes(limits: BodyLimits) -> OpenApiRouter<ApiState> {
         .routes(routes!(dlq::purge_matching))
         .routes(routes!(dlq::show, dlq::purge_one))
         .routes(routes!(dlq::replay_one))
+        // schedules
+        .routes(routes!(schedules::list))
+        .routes(routes!(schedules::put).layer(DefaultBodyLimit::max(limits.schedule)))
+        .routes(routes!(schedules::show, schedules::remove))
+        .routes(routes!(schedules::pause))
+        .routes(routes!(schedules::resume))
+        .routes(routes!(schedules::trigger))
         // observability
         .routes(routes!(observe::stats))
         .routes(routes!(observe::metrics))
@@ -198,6 +210,7 @@ pub fn router(state: ApiState) -> Router {
     let limits = BodyLimits {
         enqueue: state.enqueue_body_limit(),
         batch: state.batch_body_limit(),
+        schedule: schedules::put_limit(&state),
     };
     let (routes, _) = routes(limits).split_for_parts();
     // The token is checked around everything, fallbacks included: without it,

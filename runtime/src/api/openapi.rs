@@ -37,6 +37,7 @@ use super::error::{ErrorBody, RETRY_AFTER_SECS};
         (name = "messages", description = "Enqueue, and follow a message through its deliveries and attempts"),
         (name = "handlers", description = "Register, inspect, pause and remove handlers"),
         (name = "dlq", description = "Inspect, replay and purge the dead-letter queue"),
+        (name = "schedules", description = "Durable cron entries whose firings are idempotent enqueues"),
         (name = "observability", description = "Stats, metrics, health and this document"),
     ),
     components(schemas(ErrorBody)),

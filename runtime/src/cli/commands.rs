@@ -68,6 +68,7 @@ pub(super) async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Serve(_)
         | Command::Run(_)
         | Command::Migrate(_)
+        | Command::Schedules(_)
         | Command::Openapi
         | Command::Init(_)
         | Command::Completions(_) => {

@@ -11,10 +11,12 @@
 //! - [`client`]: the HTTP client.
 //! - [`render`]: human output (tables, attempts), colour only on a terminal.
 //! - [`pace`]: the pacing and progress line of `dlq replay --all --rate`.
+//! - [`egress`]: the allow-list flags shared by `register` and `run`.
 //! - `commands`: what each client command does.
 //! - [`apply`]: `sluice apply -f sluice.toml`, handlers as code.
 //! - [`init`]: `sluice init <lang> <name>`, a handler project to start from.
 //! - `run`: `sluice run`, one local invocation in the sandbox, no server.
+//! - `schedules`: `sluice schedules ...`, its arguments and output.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,10 +32,12 @@ use crate::units::{parse_delay, parse_duration, parse_size};
 pub mod apply;
 pub mod client;
 mod commands;
+pub mod egress;
 pub mod init;
 pub mod pace;
 pub mod render;
 mod run;
+mod schedules;
 
 /// `sluice --version`: the version and the guest interfaces this build runs
 /// (a unit test keeps it in step with the sandbox's constants).
@@ -56,6 +60,7 @@ Examples:
   sluice attempts <delivery-id>
   sluice dlq list --handler resize               (show, replay, purge)
   sluice replay --handler resize --since 2026-01-01T00:00:00Z
+  sluice schedules create nightly --cron '0 3 * * *' --topic reports   (list, show, pause, resume, trigger, remove)
   sluice stats                                   DLQ size, backlog and lag per handler
   sluice run resize.wasm '{\"id\":1}'             one local run in the sandbox, no server
   sluice migrate --store postgres://...          create or migrate a PostgreSQL store
@@ -97,6 +102,9 @@ pub enum Command {
     Dlq(DlqArgs),
     /// Re-deliver a handler's topic from a point in time.
     Replay(ReplayArgs),
+    /// Create, list, show, pause, resume, trigger or remove schedules (cron).
+    #[command(alias = "schedule")]
+    Schedules(schedules::SchedulesArgs),
     /// Counts per handler and state, DLQ size, backlog and lag.
     Stats(StatsArgs),
     /// Invoke a module once, locally, in the same sandbox (no server needed).
@@ -177,7 +185,7 @@ pub struct RegisterArgs {
 
 /// The policy fields of `register` (and of a manifest entry of `apply`):
 /// each optional, the server fills in its defaults for those not given.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct PolicyArgs {
     /// Wall-clock limit per attempt [server default: 30s].
     #[arg(long, value_parser = parse_duration)]
@@ -206,8 +214,10 @@ pub struct PolicyArgs {
     /// Environment variable for the guest (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
     pub env: Vec<(String, String)>,
+    /// Outbound HTTP: the allow-list and its limits.
+    #[command(flatten)]
+    pub egress: egress::EgressArgs,
 }
-
 impl PolicyArgs {
     /// The fields given, as the API's policy JSON (`timeout_ms`, ...).
     pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
@@ -234,6 +244,9 @@ impl PolicyArgs {
                 .map(|(k, v)| (k.clone(), json!(v)))
                 .collect();
             policy.insert("env".into(), serde_json::Value::Object(env));
+        }
+        if let Some(egress) = self.egress.json() {
+            policy.insert("egress".into(), egress);
         }
         policy
     }
@@ -444,6 +457,8 @@ pub struct RunArgs {
     /// Fuel budget (turns metering on).
     #[arg(long)]
     fuel: Option<u64>,
+    #[command(flatten)]
+    egress: egress::EgressArgs,
     /// `SLUICE_TOPIC` for the guest.
     #[arg(long, default_value = "local")]
     topic: String,
@@ -479,6 +494,7 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", completions(args.shell));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Schedules(args) => schedules::execute(args).await.map(|()| ExitCode::SUCCESS),
         other => commands::execute(other).await.map(|()| ExitCode::SUCCESS),
     }
 }
@@ -563,8 +579,17 @@ mod tests {
             "sluice init as hello --dir /tmp/h",
             "sluice openapi",
             "sluice completions zsh",
+            "sluice schedules create nightly --cron 0_3_*_*_* --topic t --tz Europe/London --data {} --catch-up all --max-catch-up 5 --catch-up-window 1h --overlap buffer-one --jitter 30s --header a=b --key k --start 2030-01-01T00:00:00Z",
+            "sluice schedules list --json",
+            "sluice schedules show nightly",
+            "sluice schedules pause nightly",
+            "sluice schedules resume nightly",
+            "sluice schedules trigger nightly",
+            "sluice schedules remove nightly",
+            "sluice run m.wasm --allow-origin https://api.example.com --allow-address 10.0.0.0/8 --egress-max-requests 3",
+            "sluice register h --topic t --module m.wasm --allow-origin http://127.0.0.1:8080 --allow-address 127.0.0.1 --egress-max-response-bytes 1MiB --egress-max-request-bytes 1KiB --egress-max-connections 2",
         ] {
-            let args = line.split(' ');
+            let args = line.split(' ').map(|a| a.replace('_', " "));
             if let Err(e) = Cli::try_parse_from(args) {
                 panic!("{line}: {e}");
             }

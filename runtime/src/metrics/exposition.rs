@@ -108,6 +108,16 @@ pub fn render(stats: Stats, metrics: &Metrics, now: Timestamp, format: Format) -
     ] {
         registry.register(name, help, family.clone());
     }
+    registry.register(
+        "sluice_egress_requests",
+        "Outbound HTTP requests per handler, origin and outcome",
+        m.egress.clone(),
+    );
+    registry.register(
+        "sluice_schedule_missed",
+        "Schedule occurrences this process recorded as not fired, by schedule and reason",
+        m.schedule_missed.clone(),
+    );
     let mut text = String::new();
     encode(&mut text, &registry).expect("writing to a String cannot fail");
     match format {

@@ -14,7 +14,7 @@
 //!   classic text format, chosen by the scraper's `Accept` header.
 //! - `store`: the scrape-time collector of the store's [`Stats`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -56,6 +56,26 @@ pub(crate) struct AttemptLabels {
     pub outcome: String,
 }
 
+/// Labels of `sluice_egress_requests_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct EgressLabels {
+    pub handler: String,
+    pub origin: String,
+    pub outcome: String,
+}
+
+/// Labels of `sluice_schedule_missed_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct MissedLabels {
+    pub schedule: String,
+    pub reason: String,
+}
+
+/// Most distinct origins counted per handler in `sluice_egress_requests_total`
+/// (an allow-list of `https://*`, or refused origins, could name any host);
+/// the rest are counted as `other`.
+pub const MAX_EGRESS_ORIGINS: usize = 100;
+
 /// A histogram family's constructor (a plain `fn`, so the family is nameable).
 type HistogramFamily = Family<HandlerLabel, Histogram, fn() -> Histogram>;
 
@@ -91,6 +111,12 @@ pub struct Metrics {
     pub(crate) dead_lettered: Family<HandlerLabel, Counter>,
     /// Attempts beyond the first (retries and redeliveries).
     pub(crate) redeliveries: Family<HandlerLabel, Counter>,
+    /// Outbound HTTP requests per handler, origin and outcome.
+    pub(crate) egress: Family<EgressLabels, Counter>,
+    /// The origins counted so far per handler (at most [`MAX_EGRESS_ORIGINS`]).
+    egress_origins: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    /// Schedule occurrences this process recorded as missed, by schedule and reason.
+    pub(crate) schedule_missed: Family<MissedLabels, Counter>,
     /// Handlers seen so far: each gets every per-handler series (every
     /// outcome kind at 0) on first sight, so a rate over a series that has not
     /// moved yet is 0, not absent. Also what [`Metrics::totals`] sums over.
@@ -110,6 +136,9 @@ impl Default for Metrics {
             completed: Family::default(),
             dead_lettered: Family::default(),
             redeliveries: Family::default(),
+            egress: Family::default(),
+            egress_origins: Mutex::new(BTreeMap::new()),
+            schedule_missed: Family::default(),
             handlers: Mutex::new(BTreeSet::new()),
         }
     }
@@ -178,6 +207,43 @@ impl Metrics {
         }
     }
 
+    /// Records an attempt's outbound requests.
+    pub fn egress(&self, handler: &str, records: &[crate::sandbox::EgressRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        let mut all = self
+            .egress_origins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let origins = all.entry(handler.to_string()).or_default();
+        for r in records {
+            let origin = if origins.contains(&r.origin) || origins.len() < MAX_EGRESS_ORIGINS {
+                origins.insert(r.origin.clone());
+                r.origin.clone()
+            } else {
+                "other".to_owned()
+            };
+            self.egress
+                .get_or_create(&EgressLabels {
+                    handler: handler.to_string(),
+                    origin,
+                    outcome: r.outcome.as_str().to_string(),
+                })
+                .inc();
+        }
+    }
+
+    /// Records `n` occurrences of `schedule` missed for `reason`.
+    pub fn schedule_missed(&self, schedule: &str, reason: &'static str, n: u64) {
+        self.schedule_missed
+            .get_or_create(&MissedLabels {
+                schedule: schedule.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
+    }
+
     /// The sums over every handler, now.
     pub fn totals(&self) -> Totals {
         let handlers = self.handlers.lock().unwrap_or_else(|p| p.into_inner());
@@ -231,6 +297,51 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::{EgressOutcome, EgressRecord};
+
+    #[test]
+    fn egress_origins_per_handler_are_bounded() {
+        let m = Metrics::default();
+        let record = |origin: String, outcome| EgressRecord {
+            method: "GET".into(),
+            origin,
+            status: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            duration_ms: 1,
+            outcome,
+            detail: String::new(),
+        };
+        let many: Vec<_> = (0..MAX_EGRESS_ORIGINS + 5)
+            .map(|i| {
+                record(
+                    format!("https://h{i}.example:443"),
+                    EgressOutcome::DeniedOrigin,
+                )
+            })
+            .collect();
+        m.egress("h", &many);
+        m.egress(
+            "h",
+            &[record("https://h0.example:443".into(), EgressOutcome::Ok)],
+        );
+        let n = |origin: &str, outcome: &str| {
+            m.egress
+                .get_or_create(&EgressLabels {
+                    handler: "h".into(),
+                    origin: origin.into(),
+                    outcome: outcome.into(),
+                })
+                .get()
+        };
+        assert_eq!(n("other", "denied_origin"), 5);
+        assert_eq!(n("https://h0.example:443", "ok"), 1);
+        assert_eq!(n("https://h0.example:443", "denied_origin"), 1);
+        assert_eq!(
+            m.egress_origins.lock().unwrap()["h"].len(),
+            MAX_EGRESS_ORIGINS
+        );
+    }
 
     #[test]
     fn totals_sum_every_handler() {

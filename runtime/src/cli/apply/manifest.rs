@@ -15,6 +15,7 @@
 //! fuel = 1000000
 //! concurrency = 4
 //! env = { MODE = "fast" }
+//! egress = { allow = ["https://api.example.com"] }   # the API's egress policy
 //! ```
 //!
 //! Each kind of entry is an array of tables (`[[handler]]`), so further kinds
@@ -86,6 +87,8 @@ struct HandlerEntry {
     concurrency: Option<u32>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// The API's egress policy object as a table (`allow`, `allow_addresses`, limits).
+    egress: Option<toml::Table>,
 }
 
 /// A checked manifest.
@@ -215,8 +218,14 @@ fn check(h: HandlerEntry, dir: &Path) -> Result<HandlerSpec, (&'static str, Stri
         backoff_max: duration("backoff_max", h.backoff_max)?,
         concurrency: h.concurrency,
         env: h.env.into_iter().collect(),
+        egress: Default::default(),
     }
     .to_json();
+    let mut policy = policy;
+    if let Some(egress) = h.egress {
+        let value = serde_json::to_value(egress).map_err(|e| ("egress", e.to_string()))?;
+        policy.insert("egress".into(), value);
+    }
     let spec = HandlerSpec {
         name,
         topic,

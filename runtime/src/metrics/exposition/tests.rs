@@ -34,6 +34,20 @@ fn metrics() -> Metrics {
     m.attempt("h", "ok", 1, Duration::from_millis(2));
     m.attempt("h", "exit", 2, Duration::from_millis(200));
     m.settled("h", Some(Duration::from_millis(3)), false);
+    m.schedule_missed("nightly", "overlap", 2);
+    m.egress(
+        "h",
+        &[crate::sandbox::EgressRecord {
+            method: "GET".into(),
+            origin: "https://api.example:443".into(),
+            status: Some(200),
+            request_bytes: 0,
+            response_bytes: 10,
+            duration_ms: 1,
+            outcome: crate::sandbox::EgressOutcome::Ok,
+            detail: String::new(),
+        }],
+    );
     m
 }
 

@@ -176,11 +176,12 @@ impl Core {
             tx,
             "INSERT INTO attempts (delivery_id, seq, number, round, started_at, finished_at,
                  outcome, duration_ms, module_sha256, stdout, stdout_truncated, stderr,
-                 stderr_truncated, peak_memory_bytes, fuel_used)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 stderr_truncated, peak_memory_bytes, fuel_used, egress)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
              ON CONFLICT (delivery_id, seq) DO UPDATE SET finished_at = $5, outcome = $6,
                  duration_ms = $7, module_sha256 = $8, stdout = $9, stdout_truncated = $10,
-                 stderr = $11, stderr_truncated = $12, peak_memory_bytes = $13, fuel_used = $14",
+                 stderr = $11, stderr_truncated = $12, peak_memory_bytes = $13, fuel_used = $14,
+                 egress = $15",
             &[
                 &rec.id,
                 &rec.attempt_records,
@@ -196,6 +197,7 @@ impl Core {
                 &report.stderr_truncated,
                 &(report.peak_memory_bytes.min(i64::MAX as u64) as i64),
                 &report.fuel_used.map(|f| f.min(i64::MAX as u64) as i64),
+                &super::rows::egress_json(report)?,
             ],
         )
         .await?;

@@ -16,10 +16,34 @@ use super::error::db;
 use crate::store::{StoreError, StoreResult};
 
 /// The newest schema version this build writes.
-pub(super) const VERSION: i32 = 2;
+pub(super) const VERSION: i32 = 4;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+
+/// Version 3: schedules. A schedule's record (spec, cursor, counts) is one
+/// JSON document beside its revision, which a tick's advance checks under
+/// the row's lock; occurrence records are numbered per schedule and go with
+/// it.
+const V3: &str = r#"
+CREATE TABLE schedules (
+    id text PRIMARY KEY,
+    revision bigint NOT NULL,
+    record jsonb NOT NULL
+);
+CREATE TABLE schedule_occurrences (
+    schedule_id text NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+    n bigint NOT NULL,
+    record jsonb NOT NULL,
+    PRIMARY KEY (schedule_id, n)
+);
+"#;
+
+/// Version 4: each attempt's outbound HTTP requests (JSON array of
+/// `EgressRecord`s; `NULL` when it made none, as every older attempt).
+const V4: &str = r#"
+ALTER TABLE attempts ADD COLUMN egress jsonb;
+"#;
 
 /// Version 2: the indexes of `query_deliveries` (the dashboard's lists and
 /// search): deliveries by (handler, state) and by (handler, ordering key),
