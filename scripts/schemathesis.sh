@@ -53,12 +53,14 @@ ex=target/examples/rust
 "$sluice" enqueue jobs 'not json' >/dev/null
 "$sluice" enqueue jobs '{"email":"ada@example.com"}' --key k >/dev/null
 
+# One worker: with two, hypothesis' source inspection crashed under Python
+# 3.11.7 ("AST constructor recursion depth mismatch", a CPython race).
 status=0
 "$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run "$SLUICE_URL/v1/openapi.json" \
     -H "Authorization: Bearer $token" \
     --checks all \
     --max-time "$MAX_TIME" --max-examples "$MAX_EXAMPLES" \
-    --workers 2 --seed "${SCHEMATHESIS_SEED:-1}" \
+    --workers 1 --seed "${SCHEMATHESIS_SEED:-1}" \
     --request-timeout 30 \
     --report junit --report-dir "$data/report" \
     >"$data/schemathesis.log" 2>&1 || status=$?

@@ -214,3 +214,25 @@ async fn metrics_answer_openmetrics_when_asked() {
         assert!(text.contains("sluice_messages_enqueued_total 0"), "{text}");
     }
 }
+
+/// Found by schemathesis: a JSON array where the document says object was
+/// read by position, so `[null, null]` replayed the whole DLQ.
+#[tokio::test]
+async fn a_struct_body_must_be_an_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, state) = api_state(dir.path(), StoreConfig::default(), None);
+    let app = sluice::api::router(state);
+    for path in ["/v1/dlq/replay", "/v1/dlq/purge", "/v1/handlers"] {
+        let r = Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from("[null, null]"))
+            .unwrap();
+        let response = app.clone().oneshot(r).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("expected an object"), "{path}: {text}");
+    }
+}

@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use super::dto::{CountView, DeadFilterView, DeadLettersView, DeliveryView};
 use super::error::ErrorBody;
 use super::{
-    ApiError, ApiState, MAX_PAGE, Segment, body, json, outcome_kind, page_limit, query, uuid,
+    ApiError, ApiState, MAX_PAGE, Segment, body, json_object, outcome_kind, page_limit, query, uuid,
 };
 use crate::store::{DeadFilter, DeliveryState, StoreError};
 
@@ -177,7 +177,7 @@ pub(super) async fn replay_matching(
     State(state): State<ApiState>,
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CountView>, ApiError> {
-    let filter = dead_filter(json(&body(request, FILTER_BODY_LIMIT)?)?)?;
+    let filter = dead_filter(json_object(&body(request, FILTER_BODY_LIMIT)?)?)?;
     // Snapshot the ids first: a replayed delivery leaves the DLQ and could come
     // back (die again) while we page, and the cursor needs it to stay dead.
     let mut ids = Vec::new();
@@ -221,7 +221,7 @@ pub(super) async fn purge_matching(
     State(state): State<ApiState>,
     request: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CountView>, ApiError> {
-    let filter = dead_filter(json(&body(request, FILTER_BODY_LIMIT)?)?)?;
+    let filter = dead_filter(json_object(&body(request, FILTER_BODY_LIMIT)?)?)?;
     let count = state.store.purge_dead(&filter).await?;
     Ok(Json(CountView { count, skipped: 0 }))
 }

@@ -267,6 +267,20 @@ fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
+/// A JSON *object* from a request body, as a struct. Anything else is
+/// refused: serde would read a struct from an array by position, so
+/// `[null, null]` would pass as an empty DLQ filter (schemathesis found it).
+fn json_object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = json(bytes)?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "invalid JSON body: expected an object".into(),
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
 /// A UUID from a path segment; `what` names it in the error.
 fn uuid(what: &str, s: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(s)

@@ -18,7 +18,9 @@ use super::dto::{
     CountView, DefaultsView, HandlerView, HandlersView, RegisterRequest, RemovedView,
 };
 use super::error::ErrorBody;
-use super::{ApiError, ApiState, MAX_MODULE_BYTES, POLICY_HEADER, Segment, body, json, query};
+use super::{
+    ApiError, ApiState, MAX_MODULE_BYTES, POLICY_HEADER, Segment, body, json_object, query,
+};
 use crate::names::{validate_handler, validate_topic};
 use crate::policy::HandlerPolicy;
 use crate::store::HandlerSpec;
@@ -111,7 +113,7 @@ pub(super) async fn register_json(
     State(state): State<ApiState>,
     request: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<HandlerView>), ApiError> {
-    let request: RegisterRequest = json(&body(request, super::MODULE_JSON_LIMIT)?)?;
+    let request: RegisterRequest = json_object(&body(request, super::MODULE_JSON_LIMIT)?)?;
     let module = base64::engine::general_purpose::STANDARD
         .decode(request.module_base64.trim())
         .map_err(|e| ApiError::BadRequest(format!("module_base64 is not valid base64: {e}")))?;

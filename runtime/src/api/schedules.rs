@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::ErrorBody;
-use super::{ApiError, ApiState, Segment, body, json};
+use super::{ApiError, ApiState, Segment, body, json_object};
 use crate::clock::Timestamp;
 use crate::store::{CatchUp, Occurrence, Overlap, ScheduleRecord, ScheduleSpec};
 
@@ -318,7 +318,7 @@ pub(super) async fn put(
     Segment(id): Segment,
     request: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
-    let request: ScheduleRequest = json(&body(request, put_limit(&state))?)?;
+    let request: ScheduleRequest = json_object(&body(request, put_limit(&state))?)?;
     let rec = state.store.put_schedule(request.into_spec(&id)?).await?;
     let status = if rec.revision <= 1 {
         StatusCode::CREATED
