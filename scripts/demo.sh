@@ -10,7 +10,6 @@ scripts/build-examples.sh rust c zig as   # the languages the demo registers
 cargo build -q -p sluice --bin sluice
 target_dir="${CARGO_TARGET_DIR:-target}"
 sluice="$target_dir/debug/sluice"
-ex=target/examples
 
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -32,14 +31,11 @@ wait_settled() { # message id: wait until no delivery is pending
   echo "message $1 did not settle" >&2; return 1
 }
 
-step "register handlers (Rust, C, Zig and AssemblyScript modules)"
-"$sluice" register greet     --topic greetings --module "$ex/rust/ack.wasm"
-"$sluice" register orders    --topic orders    --module "$ex/rust/publish.wasm"
-"$sluice" register mailer    --topic email     --module "$ex/c/ack.wasm"
-"$sluice" register analytics --topic analytics --module "$ex/zig/ack.wasm"
-"$sluice" register flaky     --topic jobs      --module "$ex/rust/flaky.wasm" --backoff 200ms
-"$sluice" register signups   --topic signups   --module "$ex/assemblyscript/validate.wasm" --retries 2
+step "register handlers as code (Rust, C, Zig and AssemblyScript modules): sluice apply -f examples/sluice.toml"
+"$sluice" apply -f examples/sluice.toml
 "$sluice" handlers list
+step "apply again: nothing differs, nothing is registered again"
+"$sluice" apply -f examples/sluice.toml
 
 step "enqueue: a greeting, an order that fans out, a flaky job, a malformed signup"
 hello=$("$sluice" enqueue greetings '{"name":"Ada"}')

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test. Installs what it needs (the wasm target, the example
 # toolchains, PostgreSQL) and builds the example handlers the tests run;
-# starts a private PostgreSQL cluster for the run and stops it after. Ends with one
-# summary line over all test binaries.
+# starts a private PostgreSQL cluster for the run and stops it after; then runs
+# schemathesis against a real server (about 2 minutes). Ends with one summary
+# line over all test binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip1 >/dev/null
@@ -13,5 +14,10 @@ scripts/pg.sh start
 log=$(mktemp)
 trap 'rm -f "$log"; scripts/pg.sh stop' EXIT
 eval "$(scripts/pg.sh env)"
-cargo test --workspace "$@" 2>&1 | tee "$log"
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+# The API against its own OpenAPI document, bounded (scripts/schemathesis.sh;
+# `make fuzz` runs it longer); its summary line is part of this output.
+scripts/schemathesis.sh || status=$?
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+exit "$status"

@@ -94,17 +94,100 @@ impl Timestamp {
         humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(self.0)).to_string()
     }
 
-    /// Parses RFC 3339 (`2026-11-27T22:10:43Z`, fractional seconds allowed).
+    /// Parses RFC 3339: `2026-11-27T22:10:43Z`, fractional seconds, `T`, `t`
+    /// or a space between date and time, `Z`, `z`, a `±HH:MM` offset or none
+    /// (UTC). A time before 1970 is in the past like the epoch, and is taken
+    /// as it; one past [`Timestamp::MAX`] is refused.
     pub fn parse_rfc3339(s: &str) -> Result<Timestamp, String> {
-        let t = humantime::parse_rfc3339_weak(s.trim())
-            .map_err(|e| format!("invalid RFC 3339 time {s:?}: {e}"))?;
-        let d = t
-            .duration_since(UNIX_EPOCH)
-            .map_err(|_| format!("time {s:?} is before 1970"))?;
-        Timestamp(d.as_millis().min(u64::MAX as u128) as u64)
+        let invalid = |why: &str| format!("invalid RFC 3339 time {s:?}: {why}");
+        let millis = rfc3339_millis(s.trim()).map_err(invalid)?;
+        Timestamp(u64::try_from(millis).unwrap_or(0))
             .check("time")
             .map_err(|e| e.to_string())
     }
+}
+
+/// Milliseconds since the epoch (negative before it) of an RFC 3339 time.
+fn rfc3339_millis(t: &str) -> Result<i128, &'static str> {
+    let b = t.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Result<i128, &'static str> {
+        let digits = b.get(range).ok_or("too short")?;
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err("expected YYYY-MM-DDTHH:MM:SS");
+        }
+        Ok(digits.iter().fold(0, |n, d| n * 10 + i128::from(d - b'0')))
+    };
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return Err("expected YYYY-MM-DDTHH:MM:SS");
+    }
+    if !matches!(b[10], b'T' | b't' | b' ') {
+        return Err("expected T between the date and the time");
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month) || day < 1 || day > month_days[month as usize - 1] {
+        return Err("no such date");
+    }
+    // 60 is a leap second, counted as the last of its minute.
+    if hour > 23 || minute > 59 || second > 60 {
+        return Err("no such time of day");
+    }
+    let mut rest = &t[19..];
+    let mut millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let n = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return Err("expected digits after the decimal point");
+        }
+        let ms = &fraction[..n.min(3)];
+        millis = ms.parse::<i128>().map_err(|_| "bad fraction")? * 10_i128.pow(3 - ms.len() as u32);
+        rest = &fraction[n..];
+    }
+    let offset_minutes = match rest {
+        "" | "Z" | "z" => 0,
+        _ => {
+            let o = rest.as_bytes();
+            if o.len() != 6 || !matches!(o[0], b'+' | b'-') || o[3] != b':' {
+                return Err("expected Z or an offset such as +02:00");
+            }
+            let digits = |r: std::ops::Range<usize>| {
+                rest[r]
+                    .parse::<i128>()
+                    .map_err(|_| "expected Z or an offset such as +02:00")
+            };
+            let (h, m) = (digits(1..3)?, digits(4..6)?);
+            if h > 23 || m > 59 {
+                return Err("offset out of range");
+            }
+            let minutes = h * 60 + m;
+            if o[0] == b'-' { -minutes } else { minutes }
+        }
+    };
+    // Days from the civil date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset_minutes * 60;
+    Ok(seconds * 1000 + millis)
 }
 
 impl fmt::Display for Timestamp {
@@ -184,6 +267,28 @@ mod tests {
         let t = Timestamp(1_795_000_000_123);
         assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()).unwrap(), t);
         assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+        let at = |s: &str| Timestamp::parse_rfc3339(s).map(|t| t.0);
+        assert_eq!(at("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(at("2026-11-27T22:10:43.1234Z"), Ok(1_795_817_443_123));
+        assert_eq!(at("2026-11-28T00:10:43.123+02:00"), Ok(1_795_817_443_123));
+        assert_eq!(at("2026-11-27 21:10:43.123-01:00"), Ok(1_795_817_443_123));
+        assert_eq!(at("2026-11-27t22:10:43.123z"), Ok(1_795_817_443_123));
+        assert_eq!(at("2024-02-29T00:00:00Z"), Ok(1_709_164_800_000));
+        // Before the epoch: as the epoch (it is past either way).
+        assert_eq!(at("0885-01-14T20:44:44.4626-06:52"), Ok(0));
+        assert_eq!(at("1969-12-31T23:00:00-02:00"), Ok(3_600_000));
+        assert_eq!(at("9999-12-31T23:59:59.999999Z"), Ok(Timestamp::MAX.0));
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:00:00+24:00",
+            "2026-01-01T00:00:00.Z",
+            "2026-01-01",
+            "10000-01-01T00:00:00Z",
+        ] {
+            assert!(at(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

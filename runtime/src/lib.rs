@@ -11,7 +11,7 @@
 //! - [`clock`]: injected time ([`clock::Clock`]), so tests never sleep.
 //! - [`config`]: the settings of `sluice serve`: defaults, the TOML file,
 //!   flag and environment overrides.
-//! - [`metrics`]: counters behind `/metrics`.
+//! - [`metrics`]: the series behind `/metrics` (prometheus-client, OpenMetrics).
 //! - [`names`]: the rules for topic and handler names and keys.
 //! - [`outcome`]: the closed set of ways an attempt ends.
 //! - [`policy`]: a handler's limits, retries and backoff.

@@ -21,7 +21,7 @@ pub const EXIT_REJECT: i32 = 65;
 pub const EXIT_RETRY: i32 = 75;
 
 /// The end of one attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Outcome {

@@ -40,25 +40,33 @@ pub struct PolicyError {
 }
 
 /// Per-handler settings. Durations are milliseconds so the JSON is unambiguous.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HandlerPolicy {
     /// Wall-clock limit per attempt, enforced in the sandbox. Default 30 s, at most 12 h.
+    #[schema(minimum = 1, maximum = 43_200_000)]
     pub timeout_ms: u64,
     /// Visibility timeout of a lease. Default `None`: 2.5 × timeout. At most 12 h,
     /// and never shorter than the timeout (a lease must outlive its attempt).
+    #[schema(maximum = 43_200_000)]
     pub lease_ms: Option<u64>,
-    /// Retries after the first attempt before the DLQ. Default 5.
+    /// Retries after the first attempt before the DLQ. Default 5, at most 1000.
+    #[schema(maximum = 1000)]
     pub retries: u32,
     /// First backoff delay; doubles per retry (1, 2, 4, 8, 16 s by default), ±20 % jitter.
+    #[schema(maximum = 43_200_000)]
     pub backoff_ms: u64,
-    /// Cap on one backoff delay. Default 1 h.
+    /// Cap on one backoff delay, at least `backoff_ms`. Default 1 h, at most 12 h.
+    #[schema(maximum = 43_200_000)]
     pub backoff_max_ms: u64,
-    /// Linear memory limit per instance. Default 64 MiB, at most 4 GiB.
+    /// Linear memory limit per instance. Default 64 MiB, at least 64 KiB, at most 4 GiB.
+    #[schema(minimum = 65_536, maximum = 4_294_967_296_u64)]
     pub memory_bytes: u64,
     /// Fuel budget per attempt, if metered. Default `None` (unmetered).
+    #[schema(minimum = 1)]
     pub fuel: Option<u64>,
-    /// Attempts in flight at once for this handler. Default: the number of CPU cores.
+    /// Attempts in flight at once for this handler. Default: the number of CPU cores, at most 10000.
+    #[schema(minimum = 1, maximum = 10_000)]
     pub concurrency: u32,
     /// Environment passed to the guest besides the `SLUICE_*` metadata.
     pub env: BTreeMap<String, String>,

@@ -447,7 +447,7 @@ async fn metrics_move_with_enqueues_attempts_the_dlq_and_lag() {
         N as f64
     );
     assert_eq!(
-        series("sluice_attempt_duration_seconds_bucket{handler=\"fails\",le=\"+Inf\"}"),
+        series("sluice_attempt_duration_seconds_bucket{le=\"+Inf\",handler=\"fails\"}"),
         N as f64
     );
     // Group commit: every flush is in the batch-size histogram, and the

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::clock::Timestamp;
@@ -19,7 +20,7 @@ use crate::store::{
 };
 
 /// Answer to one enqueued message (`202 Accepted`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EnqueuedView {
     /// The message id; for a duplicate, the original message's id.
     pub id: Uuid,
@@ -28,7 +29,7 @@ pub struct EnqueuedView {
 }
 
 /// Answer to a batch enqueue: one entry per message, in request order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BatchEnqueuedView {
     /// Per message.
     pub messages: Vec<EnqueuedView>,
@@ -37,7 +38,7 @@ pub struct BatchEnqueuedView {
 /// One message of a batch enqueue. Exactly one of `payload` (UTF-8 text) and
 /// `payload_base64` may be given (none: empty payload); at most one of
 /// `delay_ms`, `delay` and `not_before`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchItem {
     /// Payload as text.
@@ -48,18 +49,20 @@ pub struct BatchItem {
     pub ordering_key: Option<String>,
     /// Idempotency key.
     pub idempotency_key: Option<String>,
-    /// Delay in milliseconds.
+    /// Delay in milliseconds, at most 3650 days.
+    #[schema(maximum = 315_360_000_000_u64)]
     pub delay_ms: Option<u64>,
     /// Delay as text, e.g. `10s`.
     pub delay: Option<String>,
     /// Not delivered before this RFC 3339 time.
+    #[schema(format = DateTime)]
     pub not_before: Option<String>,
     /// Free-form headers.
     pub headers: BTreeMap<String, String>,
 }
 
 /// A message with its deliveries (`GET /v1/messages/{id}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MessageView {
     /// Message id.
     pub id: Uuid,
@@ -99,7 +102,7 @@ impl From<MessageStatus> for MessageView {
 }
 
 /// One delivery (one message for one handler) with its attempts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeliveryView {
     /// Delivery id.
     pub id: Uuid,
@@ -141,7 +144,7 @@ impl From<DeliveryStatus> for DeliveryView {
 }
 
 /// One attempt. While it runs, `outcome` and `finished_at` are `null`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AttemptView {
     /// 1-based within its round.
     pub number: u32,
@@ -209,7 +212,7 @@ impl From<AttemptRecord> for AttemptView {
 }
 
 /// The attempts of one delivery (`GET /v1/deliveries/{id}/attempts`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AttemptsView {
     /// The delivery.
     pub delivery_id: Uuid,
@@ -220,7 +223,7 @@ pub struct AttemptsView {
 }
 
 /// A registered handler.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HandlerView {
     /// Name.
     pub name: String,
@@ -256,14 +259,22 @@ impl From<HandlerRecord> for HandlerView {
 }
 
 /// All handlers (`GET /v1/handlers`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HandlersView {
     /// By name.
     pub handlers: Vec<HandlerView>,
 }
 
+/// The server's defaults (`GET /v1/defaults`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DefaultsView {
+    /// What a handler gets for each policy field its registration omits
+    /// (`concurrency` is the server's number of CPU cores).
+    pub policy: HandlerPolicy,
+}
+
 /// Registration through `POST /v1/handlers` (JSON instead of a raw module body).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Handler name.
@@ -278,7 +289,7 @@ pub struct RegisterRequest {
 }
 
 /// A handler removed with its deliveries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RemovedView {
     /// The handler.
     pub handler: String,
@@ -287,7 +298,7 @@ pub struct RemovedView {
 }
 
 /// A page of the DLQ (`GET /v1/dlq`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeadLettersView {
     /// Dead deliveries, oldest death first.
     pub dead: Vec<DeliveryView>,
@@ -296,7 +307,7 @@ pub struct DeadLettersView {
 }
 
 /// A page of a delivery search (`GET /v1/deliveries`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeliveriesView {
     /// Matches, newest first unless `order=oldest`.
     pub deliveries: Vec<DeliveryView>,
@@ -308,12 +319,15 @@ pub struct DeliveriesView {
 /// lists and search form): every field optional, all given must match.
 /// Times are RFC 3339; `state` is a public state name; `order` is `newest`
 /// (default) or `oldest`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliverySearch {
     /// A delivery id.
+    #[param(format = Uuid)]
     pub delivery_id: Option<String>,
     /// A message id.
+    #[param(format = Uuid)]
     pub message_id: Option<String>,
     /// A producer's idempotency key.
     pub idempotency_key: Option<String>,
@@ -324,23 +338,30 @@ pub struct DeliverySearch {
     /// A handler.
     pub handler: Option<String>,
     /// `scheduled | ready | leased | retrying | succeeded | dead`.
+    #[param(pattern = r"^(scheduled|ready|leased|retrying|succeeded|dead)?$")]
     pub state: Option<String>,
     /// The last attempt's outcome kind (`exit`, `trap`, ...).
+    #[param(pattern = r"^(ok|rejected|exit|trap|timeout|memory|fuel|interrupted)?$")]
     pub outcome: Option<String>,
     /// Created at or after.
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Created before.
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// `newest` (default) or `oldest`.
+    #[param(pattern = r"^(newest|oldest)?$")]
     pub order: Option<String>,
     /// Page size, 1 ..= 1000; default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// The previous page's `next_cursor`.
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 
 /// How many deliveries a replay or purge affected.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CountView {
     /// Replayed (back to ready) or purged.
     pub count: u64,
@@ -353,7 +374,7 @@ pub struct CountView {
 /// Which dead deliveries a bulk replay or purge applies to (JSON body of
 /// `POST /v1/dlq/replay` and `POST /v1/dlq/purge`). Times are RFC 3339; an empty
 /// filter matches the whole DLQ.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeadFilterView {
     /// Only this handler's DLQ.
@@ -367,7 +388,7 @@ pub struct DeadFilterView {
 }
 
 /// Counts of one handler.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HandlerStatsView {
     /// Handler.
     pub handler: String,
@@ -390,7 +411,7 @@ pub struct HandlerStatsView {
 
 /// Store-wide counts (`GET /v1/stats`), with the three signals of SPEC §7 summed
 /// over handlers: `dlq`, `ready` and `oldest_ready_age_ms`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StatsView {
     /// Per handler.
     pub handlers: Vec<HandlerStatsView>,

@@ -13,9 +13,9 @@ use base64::Engine as _;
 use super::dto::{
     AttemptsView, BatchEnqueuedView, BatchItem, DeliveryView, EnqueuedView, MessageView,
 };
+use super::error::ErrorBody;
 use super::{ApiError, ApiState, MAX_BATCH, Segment, body, json, uuid};
 use crate::clock::{Timestamp, check_delay};
-use crate::metrics::Metrics;
 use crate::names::validate_header;
 use crate::store::{Enqueued, NewMessage, StoreError};
 use crate::units::parse_delay;
@@ -32,6 +32,29 @@ const NOT_BEFORE: &str = "sluice-not-before";
 const HEADER_PREFIX: &str = "sluice-header-";
 
 /// `POST /v1/topics/{topic}/messages`: the raw body is the payload.
+#[utoipa::path(
+    post,
+    path = "/v1/topics/{topic}/messages",
+    tag = "messages",
+    summary = "Enqueue one message",
+    description = "The raw body is the payload, passed to each handler's stdin as is. \
+        Acknowledged (`202`) only once the message and its deliveries are durable.",
+    params(
+        ("topic" = String, Path, description = "Topic name", pattern = r"^[a-z0-9][a-z0-9._-]{0,127}$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A repeat on the topic within the dedup window (24 h) returns the original id and creates nothing", min_length = 1, max_length = 256),
+        ("Sluice-Ordering-Key" = Option<String>, Header, description = "Messages with the same key are handled one at a time per handler, in order", min_length = 1, max_length = 256),
+        ("Sluice-Delay" = Option<String>, Header, description = "Deliver no sooner than now + this delay, e.g. `10s`, `1m30s`, `250ms` (a bare number is seconds; at most 3650 days; not with Sluice-Not-Before)", pattern = r"^([0-9]{1,5}(ms|s|m)?|[0-9]{1,4}h)$"),
+        ("Sluice-Not-Before" = Option<String>, Header, description = "Deliver no sooner than this RFC 3339 time (at most 9999-12-31T23:59:59.999Z)", format = DateTime),
+    ),
+    request_body(content = String, content_type = "application/octet-stream", description = "The payload (any bytes, at most the server's maximum payload, default 1 MiB)"),
+    responses(
+        (status = 202, description = "Durably enqueued, or a duplicate of a message within the window (`duplicate: true`, the original id)", body = EnqueuedView),
+        (status = 400, description = "`invalid_input` (a header that does not parse, is given twice, or is out of range), `invalid_name` (topic, key or `Sluice-Header-*`)", body = ErrorBody),
+        (status = 404, description = "`unknown_topic`: no handler was ever registered on the topic", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 429, description = "`queue_full`: the topic is at its maximum depth; nothing was enqueued", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+)]
 pub(super) async fn enqueue(
     State(state): State<ApiState>,
     Segment(topic): Segment,
@@ -69,6 +92,22 @@ pub(super) async fn enqueue(
 
 /// `POST /v1/topics/{topic}/messages:batch`: a JSON array of [`BatchItem`],
 /// enqueued atomically (all or nothing).
+#[utoipa::path(
+    post,
+    path = "/v1/topics/{topic}/messages:batch",
+    tag = "messages",
+    summary = "Enqueue 1 to 1000 messages atomically",
+    description = "All or nothing: any error enqueues none. Answers in request order.",
+    params(("topic" = String, Path, description = "Topic name", pattern = r"^[a-z0-9][a-z0-9._-]{0,127}$")),
+    request_body(content = Vec<BatchItem>, description = "1 to 1000 messages"),
+    responses(
+        (status = 202, description = "Every message durably enqueued (or a duplicate)", body = BatchEnqueuedView),
+        (status = 400, description = "`invalid_input` (the body, or `message N: ...`), `invalid_name`", body = ErrorBody),
+        (status = 404, description = "`unknown_topic`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: a payload or the body over its limit", body = ErrorBody),
+        (status = 429, description = "`queue_full`; nothing was enqueued", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+)]
 pub(super) async fn enqueue_batch(
     State(state): State<ApiState>,
     Segment(topic): Segment,
@@ -96,6 +135,18 @@ pub(super) async fn enqueue_batch(
 }
 
 /// `GET /v1/messages/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/messages/{id}",
+    tag = "messages",
+    summary = "A message with its deliveries and their attempts",
+    params(("id" = String, Path, description = "Message id", format = Uuid)),
+    responses(
+        (status = 200, description = "The message", body = MessageView),
+        (status = 400, description = "`invalid_input`: not a UUID", body = ErrorBody),
+        (status = 404, description = "`unknown_message` (or pruned)", body = ErrorBody),
+    ),
+)]
 pub(super) async fn message(
     State(state): State<ApiState>,
     Segment(id): Segment,
@@ -105,6 +156,18 @@ pub(super) async fn message(
 }
 
 /// `GET /v1/deliveries/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/deliveries/{id}",
+    tag = "messages",
+    summary = "One delivery with its attempts",
+    params(("id" = String, Path, description = "Delivery id", format = Uuid)),
+    responses(
+        (status = 200, description = "The delivery", body = DeliveryView),
+        (status = 400, description = "`invalid_input`: not a UUID", body = ErrorBody),
+        (status = 404, description = "`unknown_delivery`", body = ErrorBody),
+    ),
+)]
 pub(super) async fn delivery(
     State(state): State<ApiState>,
     Segment(id): Segment,
@@ -114,6 +177,18 @@ pub(super) async fn delivery(
 }
 
 /// `GET /v1/deliveries/{id}/attempts`.
+#[utoipa::path(
+    get,
+    path = "/v1/deliveries/{id}/attempts",
+    tag = "messages",
+    summary = "The attempts of one delivery",
+    params(("id" = String, Path, description = "Delivery id", format = Uuid)),
+    responses(
+        (status = 200, description = "Its attempts, oldest first", body = AttemptsView),
+        (status = 400, description = "`invalid_input`: not a UUID", body = ErrorBody),
+        (status = 404, description = "`unknown_delivery`", body = ErrorBody),
+    ),
+)]
 pub(super) async fn attempts(
     State(state): State<ApiState>,
     Segment(id): Segment,
@@ -131,12 +206,13 @@ async fn enqueue_all(state: &ApiState, batch: Vec<NewMessage>) -> Result<Vec<Enq
     match state.store.enqueue(batch).await {
         Ok(enqueued) => {
             let duplicates = enqueued.iter().filter(|e| e.duplicate).count() as u64;
-            Metrics::add(&state.metrics.duplicates, duplicates);
-            Metrics::add(&state.metrics.enqueued, enqueued.len() as u64 - duplicates);
+            state
+                .metrics
+                .enqueued(enqueued.len() as u64 - duplicates, duplicates);
             Ok(enqueued)
         }
         Err(e @ StoreError::QueueFull { .. }) => {
-            Metrics::add(&state.metrics.queue_full, 1);
+            state.metrics.queue_full();
             Err(e.into())
         }
         Err(e) => Err(e.into()),

@@ -5,7 +5,7 @@
 //! without opening a port. Every failure is an [`ApiError`], turned into a status
 //! and a JSON body `{"error": {"code", "message"}}` in exactly one place
 //! ([`ApiError::status`]). The routes, their bodies and statuses are documented in
-//! `docs/api.md`.
+//! `docs/api.md`, and as OpenAPI 3.1 by the routes themselves ([`openapi`]).
 //!
 //! # Module map
 //! - [`error`]: [`ApiError`], the one mapping of errors to statuses.
@@ -19,7 +19,8 @@
 //! - [`schedules`]: schedules (create or replace, list, show, pause, resume,
 //!   trigger, remove) and their documents.
 //! - `search`: `GET /v1/deliveries`, the delivery search (shared with the dashboard).
-//! - `observe`: stats, `/healthz` and `/metrics` (rendered by `prometheus`).
+//! - [`openapi`]: the OpenAPI 3.1 document, generated from the routes.
+//! - `observe`: stats, `/healthz` and `/metrics` (rendered by [`crate::metrics`]).
 //!
 //! # Body limits
 //! Each route reads at most a fixed number of bytes and answers `413` with the
@@ -37,7 +38,9 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, Uri};
 use axum::middleware;
-use axum::routing::{get, post, put};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
@@ -51,7 +54,7 @@ pub mod error;
 mod messages;
 mod modules;
 mod observe;
-mod prometheus;
+pub mod openapi;
 mod registry;
 pub mod schedules;
 pub(crate) mod search;
@@ -71,6 +74,8 @@ pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1000;
 /// Header carrying a handler's policy as JSON on `PUT /v1/handlers/{name}`.
 pub const POLICY_HEADER: &str = "sluice-policy";
+/// [`POLICY_HEADER`] as the OpenAPI document spells it.
+const POLICY_HEADER_NAME: &str = "Sluice-Policy";
 
 /// What every request handler shares. Cheap to clone.
 #[derive(Clone)]
@@ -127,78 +132,94 @@ impl ApiState {
     /// Body limit of a batch enqueue: 16 MiB, or twice the maximum payload
     /// (base64 inflates by 4/3) if that is more.
     pub fn batch_body_limit(&self) -> usize {
-        (16usize << 20).max(self.max_payload_bytes.saturating_mul(2)) + BODY_MARGIN
+        batch_limit(self.max_payload_bytes)
     }
+}
+
+/// Body limit of a batch enqueue for a maximum payload of `max_payload_bytes`.
+fn batch_limit(max_payload_bytes: usize) -> usize {
+    (16usize << 20).max(max_payload_bytes.saturating_mul(2)) + BODY_MARGIN
 }
 
 /// Body limit of a module upload as JSON with base64 (`POST /v1/handlers`).
 const MODULE_JSON_LIMIT: usize = MAX_MODULE_BYTES / 3 * 4 + BODY_MARGIN;
 
+/// The body limits of the routes that take one.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimits {
+    enqueue: usize,
+    batch: usize,
+    schedule: usize,
+}
+
+impl Default for BodyLimits {
+    /// The limits of a server with the default maximum payload.
+    fn default() -> Self {
+        let store = StoreConfig::default();
+        BodyLimits {
+            enqueue: store.max_payload_bytes.saturating_add(BODY_MARGIN),
+            batch: batch_limit(store.max_payload_bytes),
+            schedule: schedules::limit_for(store.max_payload_bytes),
+        }
+    }
+}
+
+/// Every route with its OpenAPI operation: a route is documented by being
+/// registered ([`openapi`]).
+fn routes(limits: BodyLimits) -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        // messages
+        .routes(routes!(messages::enqueue).layer(DefaultBodyLimit::max(limits.enqueue)))
+        .routes(routes!(messages::enqueue_batch).layer(DefaultBodyLimit::max(limits.batch)))
+        .routes(routes!(messages::message))
+        .routes(routes!(modules::payload))
+        .routes(routes!(modules::module))
+        .routes(routes!(search::list))
+        .routes(routes!(messages::delivery))
+        .routes(routes!(messages::attempts))
+        // handlers
+        .routes(
+            routes!(registry::list, registry::register_json)
+                .layer(DefaultBodyLimit::max(MODULE_JSON_LIMIT)),
+        )
+        .routes(routes!(registry::register_raw).layer(DefaultBodyLimit::max(MAX_MODULE_BYTES)))
+        .routes(routes!(registry::show, registry::remove))
+        .routes(routes!(registry::pause))
+        .routes(routes!(registry::resume))
+        .routes(routes!(registry::replay_since))
+        .routes(routes!(registry::defaults))
+        // DLQ
+        .routes(routes!(dlq::list))
+        .routes(routes!(dlq::replay_matching))
+        .routes(routes!(dlq::purge_matching))
+        .routes(routes!(dlq::show, dlq::purge_one))
+        .routes(routes!(dlq::replay_one))
+        // schedules
+        .routes(routes!(schedules::list))
+        .routes(routes!(schedules::put).layer(DefaultBodyLimit::max(limits.schedule)))
+        .routes(routes!(schedules::show, schedules::remove))
+        .routes(routes!(schedules::pause))
+        .routes(routes!(schedules::resume))
+        .routes(routes!(schedules::trigger))
+        // observability
+        .routes(routes!(observe::stats))
+        .routes(routes!(observe::metrics))
+        .routes(routes!(observe::healthz))
+        .routes(routes!(openapi::serve))
+}
+
 /// The whole API. With a token in `state`, everything but `/healthz` is
 /// authenticated.
 pub fn router(state: ApiState) -> Router {
-    let enqueue_limit = DefaultBodyLimit::max(state.enqueue_body_limit());
-    let batch_limit = DefaultBodyLimit::max(state.batch_body_limit());
-    let schedule_limit = DefaultBodyLimit::max(schedules::put_limit(&state));
-    let routes = Router::new()
-        // messages
-        .route(
-            "/v1/topics/{topic}/messages",
-            post(messages::enqueue).layer(enqueue_limit),
-        )
-        .route(
-            "/v1/topics/{topic}/messages:batch",
-            post(messages::enqueue_batch).layer(batch_limit),
-        )
-        .route("/v1/messages/{id}", get(messages::message))
-        .route("/v1/messages/{id}/payload", get(modules::payload))
-        .route("/v1/modules/{sha256}", get(modules::module))
-        .route("/v1/deliveries", get(search::list))
-        .route("/v1/deliveries/{id}", get(messages::delivery))
-        .route("/v1/deliveries/{id}/attempts", get(messages::attempts))
-        // handlers
-        .route(
-            "/v1/handlers",
-            get(registry::list)
-                .post(registry::register_json)
-                .layer(DefaultBodyLimit::max(MODULE_JSON_LIMIT)),
-        )
-        .route(
-            "/v1/handlers/{name}",
-            put(registry::register_raw)
-                .layer(DefaultBodyLimit::max(MAX_MODULE_BYTES))
-                .get(registry::show)
-                .delete(registry::remove),
-        )
-        .route("/v1/handlers/{name}/pause", post(registry::pause))
-        .route("/v1/handlers/{name}/resume", post(registry::resume))
-        .route("/v1/handlers/{name}/replay", post(registry::replay_since))
-        // DLQ
-        .route("/v1/dlq", get(dlq::list))
-        .route("/v1/dlq/replay", post(dlq::replay_matching))
-        .route("/v1/dlq/purge", post(dlq::purge_matching))
-        .route("/v1/dlq/{id}", get(dlq::show).delete(dlq::purge_one))
-        .route("/v1/dlq/{id}/replay", post(dlq::replay_one))
-        // schedules
-        .route("/v1/schedules", get(schedules::list))
-        .route(
-            "/v1/schedules/{id}",
-            put(schedules::put)
-                .layer(schedule_limit)
-                .get(schedules::show)
-                .delete(schedules::remove),
-        )
-        .route("/v1/schedules/{id}/pause", post(schedules::pause))
-        .route("/v1/schedules/{id}/resume", post(schedules::resume))
-        .route("/v1/schedules/{id}/trigger", post(schedules::trigger))
-        // observability
-        .route("/v1/stats", get(observe::stats))
-        .route("/metrics", get(observe::metrics));
+    let limits = BodyLimits {
+        enqueue: state.enqueue_body_limit(),
+        batch: state.batch_body_limit(),
+        schedule: schedules::put_limit(&state),
+    };
+    let (routes, _) = routes(limits).split_for_parts();
     // The token is checked around everything, fallbacks included: without it,
     // an unknown path or method is 401, not 404/405.
-    Router::new()
-        .route(auth::OPEN_PATH, get(observe::healthz))
-        .merge(routes)
+    routes
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -247,6 +268,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Segment {
 /// A JSON document from a request body, naming what does not parse.
 fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// A JSON *object* from a request body, as a struct. Anything else is
+/// refused: serde would read a struct from an array by position, so
+/// `[null, null]` would pass as an empty DLQ filter (schemathesis found it).
+fn json_object<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = json(bytes)?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "invalid JSON body: expected an object".into(),
+        ));
+    }
+    // Errors name the field (`overlap: unknown variant ...`).
+    serde_path_to_error::deserialize(value)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 

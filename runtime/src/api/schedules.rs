@@ -12,15 +12,22 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ApiError, ApiState, Segment, body};
+use super::error::ErrorBody;
+use super::{ApiError, ApiState, Segment, body, json_object};
 use crate::clock::Timestamp;
 use crate::store::{CatchUp, Occurrence, Overlap, ScheduleRecord, ScheduleSpec};
 
 /// Largest body of `PUT /v1/schedules/{id}`: the payload, as base64, plus margin.
 pub(super) fn put_limit(state: &ApiState) -> usize {
-    state.max_payload_bytes.saturating_mul(2) + super::BODY_MARGIN
+    limit_for(state.max_payload_bytes)
+}
+
+/// [`put_limit`] for a maximum payload of `max_payload_bytes`.
+pub(super) fn limit_for(max_payload_bytes: usize) -> usize {
+    max_payload_bytes.saturating_mul(2) + super::BODY_MARGIN
 }
 
 /// Times previewed by `GET /v1/schedules/{id}`.
@@ -30,7 +37,7 @@ pub const SHOWN_OCCURRENCES: usize = 20;
 
 /// The body of `PUT /v1/schedules/{id}`: absent fields take their defaults
 /// (`store::ScheduleSpec`); times are RFC 3339.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
     /// Cron expression: 5 fields, or 6 with seconds first.
@@ -54,6 +61,7 @@ pub struct ScheduleRequest {
     pub ordering_key: Option<String>,
     /// `skip`, `latest` (default) or `all`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = r"^(skip|latest|all)$")]
     pub catch_up: Option<CatchUp>,
     /// Most missed occurrences fired by `all`. Default 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +71,7 @@ pub struct ScheduleRequest {
     pub catch_up_window_ms: Option<u64>,
     /// `allow`, `skip` (default) or `buffer_one`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = r"^(allow|skip|buffer_one)$")]
     pub overlap: Option<Overlap>,
     /// RFC 3339: no occurrence before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,7 +120,7 @@ impl ScheduleRequest {
 }
 
 /// A schedule (`GET /v1/schedules`, and the head of `GET /v1/schedules/{id}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ScheduleView {
     /// Id.
     pub id: String,
@@ -130,12 +139,14 @@ pub struct ScheduleView {
     /// Ordering key.
     pub ordering_key: Option<String>,
     /// Catch-up policy.
+    #[schema(value_type = String)]
     pub catch_up: CatchUp,
     /// Most missed occurrences fired by `all`.
     pub max_catch_up: u32,
     /// Catch-up window, ms.
     pub catch_up_window_ms: u64,
     /// Overlap policy.
+    #[schema(value_type = String)]
     pub overlap: Overlap,
     /// RFC 3339.
     pub start: Option<String>,
@@ -219,14 +230,14 @@ impl ScheduleView {
 }
 
 /// Every schedule (`GET /v1/schedules`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SchedulesView {
     /// By id.
     pub schedules: Vec<ScheduleView>,
 }
 
 /// One occurrence record (or a run of missed ones).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OccurrenceView {
     /// 1-based, in the order recorded.
     pub n: u64,
@@ -265,7 +276,7 @@ impl From<Occurrence> for OccurrenceView {
 }
 
 /// A schedule with its last occurrences (`GET /v1/schedules/{id}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ScheduleDetailView {
     /// The schedule, with the next [`PREVIEW`] times.
     pub schedule: ScheduleView,
@@ -287,16 +298,27 @@ pub async fn detail(state: &ApiState, id: &str) -> Result<ScheduleDetailView, Ap
 }
 
 /// `PUT /v1/schedules/{id}`: creates (201) or replaces (200) the schedule.
+#[utoipa::path(
+    put,
+    path = "/v1/schedules/{id}",
+    tag = "schedules",
+    summary = "Create or replace a schedule",
+    request_body = ScheduleRequest,
+    params(("id" = String, Path, description = "Schedule id", pattern = r"^[a-z0-9][a-z0-9._-]{0,127}$")),
+    responses(
+        (status = 200, description = "Replaced", body = ScheduleView),
+        (status = 201, description = "Created", body = ScheduleView),
+        (status = 400, description = "`invalid_input`, `invalid_name`", body = ErrorBody),
+        (status = 404, description = "`unknown_schedule`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+    ),
+)]
 pub(super) async fn put(
     State(state): State<ApiState>,
     Segment(id): Segment,
     request: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
-    let bytes = body(request, put_limit(&state))?;
-    // Errors name the field (`overlap: unknown variant ...`).
-    let request: ScheduleRequest =
-        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&bytes))
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let request: ScheduleRequest = json_object(&body(request, put_limit(&state))?)?;
     let rec = state.store.put_schedule(request.into_spec(&id)?).await?;
     let status = if rec.revision <= 1 {
         StatusCode::CREATED
@@ -307,6 +329,17 @@ pub(super) async fn put(
 }
 
 /// `GET /v1/schedules`.
+#[utoipa::path(
+    get,
+    path = "/v1/schedules",
+    tag = "schedules",
+    summary = "Every schedule",
+
+    responses(
+        (status = 200, description = "The schedules", body = SchedulesView),
+
+    ),
+)]
 pub(super) async fn list(State(state): State<ApiState>) -> Result<Json<SchedulesView>, ApiError> {
     let schedules = state.store.schedules().await?;
     Ok(Json(SchedulesView {
@@ -318,6 +351,18 @@ pub(super) async fn list(State(state): State<ApiState>) -> Result<Json<Schedules
 }
 
 /// `GET /v1/schedules/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/schedules/{id}",
+    tag = "schedules",
+    summary = "One schedule with its next times and recent occurrences",
+    params(("id" = String, Path, description = "Schedule id", pattern = r"^[a-z0-9][a-z0-9._-]{0,127}$")),
+    responses(
+        (status = 200, description = "The schedule", body = ScheduleDetailView),
+        (status = 400, description = "`invalid_input`, `invalid_name`", body = ErrorBody),
+        (status = 404, description = "`unknown_schedule`", body = ErrorBody),
+    ),
+)]
 pub(super) async fn show(
     State(state): State<ApiState>,
     Segment(id): Segment,
@@ -326,7 +371,7 @@ pub(super) async fn show(
 }
 
 /// The answer of `DELETE /v1/schedules/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RemovedScheduleView {
     /// The schedule removed.
     pub schedule: String,
@@ -334,6 +379,18 @@ pub struct RemovedScheduleView {
 
 /// `DELETE /v1/schedules/{id}`: the schedule and its occurrence records go;
 /// the messages it enqueued stay.
+#[utoipa::path(
+    delete,
+    path = "/v1/schedules/{id}",
+    tag = "schedules",
+    summary = "Remove a schedule",
+    params(("id" = String, Path, description = "Schedule id", pattern = r"^[a-z0-9][a-z0-9._-]{0,127}$")),
+    responses(
+        (status = 200, description = "Removed", body = RemovedScheduleView),
+        (status = 400, description = "`invalid_input`, `invalid_name`", body = ErrorBody),
+        (status = 404, description = "`unknown_schedule`", body = ErrorBody),
+    ),
+)]
 pub(super) async fn remove(
     State(state): State<ApiState>,
     Segment(id): Segment,
@@ -343,6 +400,18 @@ pub(super) async fn remove(
 }
 
 /// `POST /v1/schedules/{id}/pause`.
+#[utoipa::path(
+    post,
+    path = "/v1/schedules/{id}/pause",
+    tag = "schedules",
+    summary = "Pause a schedule (occurrences are missed, not fired)",
+    params(("id" = String, Path, description = "Schedule id", pattern = r"^[a-z0-9][a-z0-9._-]{0,127}$")),
+    responses(
+        (status = 200, description = "The schedule", body = ScheduleView),
+        (status = 400, description = "`invalid_input`, `invalid_name`", body = ErrorBody),
+        (status = 404, description = "`unknown_schedule`", body = ErrorBody),
+    ),
+)]
 pub(super) async fn pause(
     State(state): State<ApiState>,
     Segment(id): Segment,
@@ -352,6 +421,18 @@ pub(super) async fn pause(
 }
 
 /// `POST /v1/schedules/{id}/resume`.
+#[utoipa::path(
+    post,
+    path = "/v1/schedules/{id}/resume",
+    tag = "schedules",
+    summary = "Resume a paused schedule",
+    params(("id" = String, Path, description = "Schedule id", pattern = r"^[a-z0-9][a-z0-9._-]{0,127}$")),
+    responses(
+        (status = 200, description = "The schedule", body = ScheduleView),
+        (status = 400, description = "`invalid_input`, `invalid_name`", body = ErrorBody),
+        (status = 404, description = "`unknown_schedule`", body = ErrorBody),
+    ),
+)]
 pub(super) async fn resume(
     State(state): State<ApiState>,
     Segment(id): Segment,
@@ -362,6 +443,18 @@ pub(super) async fn resume(
 
 /// `POST /v1/schedules/{id}/trigger`: enqueues one firing now with its own
 /// key; the cursor does not move. `202 Accepted` with the occurrence.
+#[utoipa::path(
+    post,
+    path = "/v1/schedules/{id}/trigger",
+    tag = "schedules",
+    summary = "Fire a schedule now (an idempotent enqueue)",
+    params(("id" = String, Path, description = "Schedule id", pattern = r"^[a-z0-9][a-z0-9._-]{0,127}$")),
+    responses(
+        (status = 202, description = "The occurrence fired", body = OccurrenceView),
+        (status = 400, description = "`invalid_input`, `invalid_name`", body = ErrorBody),
+        (status = 404, description = "`unknown_schedule`", body = ErrorBody),
+    ),
+)]
 pub(super) async fn trigger(
     State(state): State<ApiState>,
     Segment(id): Segment,

@@ -7,6 +7,7 @@ use axum::extract::{Query, State};
 use uuid::Uuid;
 
 use super::dto::{DeliveriesView, DeliverySearch, DeliveryView};
+use super::error::ErrorBody;
 use super::{ApiError, ApiState, outcome_kind, page_limit, query, time, uuid};
 use crate::store::{DeliveryPage, DeliveryQuery, DeliveryState};
 
@@ -70,6 +71,19 @@ impl Search {
 }
 
 /// `GET /v1/deliveries?delivery_id=&message_id=&idempotency_key=&ordering_key=&topic=&handler=&state=&outcome=&since=&until=&order=&limit=&cursor=`.
+#[utoipa::path(
+    get,
+    path = "/v1/deliveries",
+    tag = "messages",
+    summary = "Search deliveries",
+    description = "Every parameter is optional and every one given must match; an empty value counts as absent.",
+    params(DeliverySearch),
+    responses(
+        (status = 200, description = "A page, newest first unless `order=oldest`", body = DeliveriesView),
+        (status = 400, description = "`invalid_input`: a parameter that does not parse (named)", body = ErrorBody),
+        (status = 404, description = "`unknown_handler`: `handler` names none", body = ErrorBody),
+    ),
+)]
 pub(super) async fn list(
     State(state): State<ApiState>,
     q: Result<Query<DeliverySearch>, QueryRejection>,

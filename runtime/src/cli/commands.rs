@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use reqwest::Method;
 use reqwest::header::CONTENT_TYPE;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::client::{Client, ServerError};
@@ -64,7 +64,14 @@ pub(super) async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Dlq(args) => dlq(args).await,
         Command::Replay(args) => replay(args).await,
         Command::Stats(args) => stats(args).await,
-        Command::Serve(_) | Command::Run(_) | Command::Migrate(_) | Command::Schedules(_) => {
+        Command::Apply(args) => super::apply::apply(args).await,
+        Command::Serve(_)
+        | Command::Run(_)
+        | Command::Migrate(_)
+        | Command::Schedules(_)
+        | Command::Openapi
+        | Command::Init(_)
+        | Command::Completions(_) => {
             unreachable!("dispatched by cli::execute")
         }
     }
@@ -74,42 +81,9 @@ async fn register(a: RegisterArgs) -> anyhow::Result<()> {
     let wasm =
         std::fs::read(&a.module).with_context(|| format!("reading {}", a.module.display()))?;
     // Only the options given: the server fills in its defaults for the rest.
-    let mut policy = Map::new();
-    let ms = |d: std::time::Duration| json!(d.as_millis() as u64);
-    let mut set = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            policy.insert(k.to_string(), v);
-        }
-    };
-    set("timeout_ms", a.timeout.map(ms));
-    set("lease_ms", a.lease.map(ms));
-    set("memory_bytes", a.memory.map(|m| json!(m)));
-    set("fuel", a.fuel.map(|f| json!(f)));
-    set("retries", a.retries.map(|r| json!(r)));
-    set("backoff_ms", a.backoff.map(ms));
-    set("backoff_max_ms", a.backoff_max.map(ms));
-    set("concurrency", a.concurrency.map(|c| json!(c)));
-    if !a.env.is_empty() {
-        let env: Map<String, Value> = a.env.into_iter().map(|(k, v)| (k, json!(v))).collect();
-        set("env", Some(Value::Object(env)));
-    }
-    set("egress", a.egress.json());
-    if crate::sandbox::is_component(&wasm) {
-        // The server answers once the component is compiled (and cached).
-        eprintln!(
-            "sluice: {} is a component: the server compiles it before answering \
-             (tens of seconds for a Python or JavaScript one; once, then cached)",
-            a.module.display()
-        );
-    }
+    let policy = a.policy.to_json();
     let c = client(&a.conn)?;
-    let request = c
-        .request(Method::PUT, &format!("/v1/handlers/{}", a.name))
-        .query(&[("topic", &a.topic)])
-        .header(CONTENT_TYPE, "application/wasm")
-        .header(POLICY_HEADER, Value::Object(policy).to_string())
-        .body(wasm);
-    let h: HandlerView = c.send(request).await?;
+    let h = put_handler(&c, &a.name, &a.topic, &policy, wasm, &a.module).await?;
     Out::new(&a.conn).print(&h, |h, s| {
         format!(
             "registered {} v{} on topic {} (module {})\n",
@@ -120,6 +94,34 @@ async fn register(a: RegisterArgs) -> anyhow::Result<()> {
         )
     });
     Ok(())
+}
+
+/// Registers (or replaces) a handler: `PUT /v1/handlers/{name}` with the
+/// module read from `path` and the policy fields given (the server fills in
+/// its defaults for the rest). Shared by `register` and `apply`.
+pub(super) async fn put_handler(
+    c: &Client,
+    name: &str,
+    topic: &str,
+    policy: &Map<String, Value>,
+    wasm: Vec<u8>,
+    path: &std::path::Path,
+) -> anyhow::Result<HandlerView> {
+    if crate::sandbox::is_component(&wasm) {
+        // The server answers once the component is compiled (and cached).
+        eprintln!(
+            "sluice: {} is a component: the server compiles it before answering \
+             (tens of seconds for a Python or JavaScript one; once, then cached)",
+            path.display()
+        );
+    }
+    let request = c
+        .request(Method::PUT, &format!("/v1/handlers/{name}"))
+        .query(&[("topic", topic)])
+        .header(CONTENT_TYPE, "application/wasm")
+        .header(POLICY_HEADER, Value::Object(policy.clone()).to_string())
+        .body(wasm);
+    c.send(request).await
 }
 
 async fn handlers(a: HandlersArgs) -> anyhow::Result<()> {
@@ -270,7 +272,7 @@ async fn dlq(a: DlqArgs) -> anyhow::Result<()> {
                 (None, Some(h)) => format!("every matching dead delivery of handler {h}"),
                 (None, None) => "every matching dead delivery".to_string(),
             };
-            if !yes && !confirm(&format!("Purge {what}? This cannot be undone."))? {
+            if !yes && !confirm("purge", &format!("Purge {what}? This cannot be undone."))? {
                 anyhow::bail!("purge cancelled");
             }
             let n: CountView = match delivery_id {
@@ -362,9 +364,11 @@ async fn replay_at_rate(c: &Client, f: &DeadFilterView, rate: f64) -> anyhow::Re
 }
 
 /// Asks on the terminal; refuses when stdin is not one.
-fn confirm(question: &str) -> anyhow::Result<bool> {
+/// Asks `question` on the terminal; `verb` names what is refused when stdin
+/// is not a terminal to ask on.
+pub(super) fn confirm(verb: &str, question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
-        anyhow::bail!("refusing to purge without --yes: stdin is not a terminal to confirm on");
+        anyhow::bail!("refusing to {verb} without --yes: stdin is not a terminal to confirm on");
     }
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;

@@ -13,6 +13,8 @@
 //! - [`pace`]: the pacing and progress line of `dlq replay --all --rate`.
 //! - [`egress`]: the allow-list flags shared by `register` and `run`.
 //! - `commands`: what each client command does.
+//! - [`apply`]: `sluice apply -f sluice.toml`, handlers as code.
+//! - [`init`]: `sluice init <lang> <name>`, a handler project to start from.
 //! - `run`: `sluice run`, one local invocation in the sandbox, no server.
 //! - `rerun`: `sluice run --delivery`, a recorded attempt run again locally.
 //! - `schedules`: `sluice schedules ...`, its arguments and output.
@@ -28,18 +30,51 @@ use crate::clock::Timestamp;
 use crate::serve::ServeArgs;
 use crate::units::{parse_delay, parse_duration, parse_size};
 
+pub mod apply;
 pub mod client;
 mod commands;
 pub mod egress;
+pub mod init;
 pub mod pace;
 pub mod render;
 mod rerun;
 mod run;
 mod schedules;
 
+/// `sluice --version`: the version and the guest interfaces this build runs
+/// (a unit test keeps it in step with the sandbox's constants).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (guest ABI 1: wasm32-wasip1 core modules; WIT world sluice:handler@1.0.0 and \
+     wasi:cli/run@0.2 components)"
+);
+
+/// Examples under `sluice --help`.
+const EXAMPLES: &str = "\
+Examples:
+  sluice serve                                   embedded server on 127.0.0.1:7777
+  sluice init rust hello                         a handler project (rust c zig assemblyscript go python js)
+  sluice apply -f hello/sluice.toml              build and register what the manifest names
+  sluice register resize --topic images --module resize.wasm --retries 3
+  sluice handlers list                           (show, remove, pause, resume)
+  sluice enqueue images '{\"id\":1}' --key user-7   prints the message id
+  sluice status <message-id>                     its deliveries and attempts
+  sluice attempts <delivery-id>
+  sluice dlq list --handler resize               (show, replay, purge)
+  sluice replay --handler resize --since 2026-01-01T00:00:00Z
+  sluice schedules create nightly --cron '0 3 * * *' --topic reports   (list, show, pause, resume, trigger, remove)
+  sluice stats                                   DLQ size, backlog and lag per handler
+  sluice run resize.wasm '{\"id\":1}'             one local run in the sandbox, no server
+  sluice migrate --store postgres://...          create or migrate a PostgreSQL store
+  sluice openapi > openapi.json                  the HTTP API's OpenAPI document
+  sluice completions bash > /etc/bash_completion.d/sluice
+
+Every client command takes --url (SLUICE_URL), --token (SLUICE_TOKEN) and --json.
+Docs: docs/cli.md";
+
 /// sluice: a serverless job runner for WebAssembly.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, propagate_version = true)]
+#[command(name = "sluice", version = VERSION, propagate_version = true, after_help = EXAMPLES)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -76,6 +111,47 @@ pub enum Command {
     Stats(StatsArgs),
     /// Invoke a module once, locally, in the same sandbox (no server needed).
     Run(RunArgs),
+    /// Make the server's handlers match a manifest (sluice.toml): create,
+    /// update, leave unchanged, and with --prune remove.
+    Apply(apply::ApplyArgs),
+    /// Create a handler project: source, build script and manifest entry.
+    Init(init::InitArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (as served at /v1/openapi.json).
+    Openapi,
+    /// Print a shell completion script: bash, zsh or fish.
+    Completions(CompletionsArgs),
+}
+
+/// `sluice completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    shell: CompletionShell,
+}
+
+/// The shells `completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    /// `source <(sluice completions bash)`, or into /etc/bash_completion.d/.
+    Bash,
+    /// Into a directory on `$fpath` as `_sluice`.
+    Zsh,
+    /// Into ~/.config/fish/completions/sluice.fish.
+    Fish,
+}
+
+/// The completion script for `shell`.
+pub fn completions(shell: CompletionShell) -> String {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    let shell = match shell {
+        CompletionShell::Bash => Shell::Bash,
+        CompletionShell::Zsh => Shell::Zsh,
+        CompletionShell::Fish => Shell::Fish,
+    };
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut out);
+    String::from_utf8(out).expect("completion scripts are UTF-8")
 }
 
 /// How to reach the server, and how to print. Accepted after any client command.
@@ -105,35 +181,77 @@ pub struct RegisterArgs {
     /// The module (`wasm32-wasip1` command).
     #[arg(long, value_name = "FILE.wasm")]
     module: PathBuf,
+    #[command(flatten)]
+    policy: PolicyArgs,
+}
+
+/// The policy fields of `register` (and of a manifest entry of `apply`):
+/// each optional, the server fills in its defaults for those not given.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PolicyArgs {
     /// Wall-clock limit per attempt [server default: 30s].
     #[arg(long, value_parser = parse_duration)]
-    timeout: Option<Duration>,
+    pub timeout: Option<Duration>,
     /// Lease (visibility timeout) [server default: 2.5 × timeout].
     #[arg(long, value_parser = parse_duration)]
-    lease: Option<Duration>,
+    pub lease: Option<Duration>,
     /// Memory limit per instance, e.g. 64MiB [server default: 64MiB].
     #[arg(long, value_parser = parse_size)]
-    memory: Option<u64>,
+    pub memory: Option<u64>,
     /// Fuel budget per attempt [server default: unmetered].
     #[arg(long)]
-    fuel: Option<u64>,
+    pub fuel: Option<u64>,
     /// Retries before the DLQ [server default: 5].
     #[arg(long)]
-    retries: Option<u32>,
+    pub retries: Option<u32>,
     /// First backoff delay, doubling per retry [server default: 1s].
     #[arg(long, value_parser = parse_duration)]
-    backoff: Option<Duration>,
+    pub backoff: Option<Duration>,
     /// Longest backoff delay [server default: 1h].
     #[arg(long, value_parser = parse_duration)]
-    backoff_max: Option<Duration>,
+    pub backoff_max: Option<Duration>,
     /// Attempts in flight at once [server default: its CPU cores].
     #[arg(long)]
-    concurrency: Option<u32>,
+    pub concurrency: Option<u32>,
     /// Environment variable for the guest (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
-    env: Vec<(String, String)>,
+    pub env: Vec<(String, String)>,
+    /// Outbound HTTP: the allow-list and its limits.
     #[command(flatten)]
-    egress: egress::EgressArgs,
+    pub egress: egress::EgressArgs,
+}
+impl PolicyArgs {
+    /// The fields given, as the API's policy JSON (`timeout_ms`, ...).
+    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        let ms = |d: &Duration| json!(d.as_millis() as u64);
+        let fields = [
+            ("timeout_ms", self.timeout.as_ref().map(ms)),
+            ("lease_ms", self.lease.as_ref().map(ms)),
+            ("memory_bytes", self.memory.map(|m| json!(m))),
+            ("fuel", self.fuel.map(|f| json!(f))),
+            ("retries", self.retries.map(|r| json!(r))),
+            ("backoff_ms", self.backoff.as_ref().map(ms)),
+            ("backoff_max_ms", self.backoff_max.as_ref().map(ms)),
+            ("concurrency", self.concurrency.map(|c| json!(c))),
+        ];
+        let mut policy: serde_json::Map<String, serde_json::Value> = fields
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+            .collect();
+        if !self.env.is_empty() {
+            let env: serde_json::Map<String, serde_json::Value> = self
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            policy.insert("env".into(), serde_json::Value::Object(env));
+        }
+        if let Some(egress) = self.egress.json() {
+            policy.insert("egress".into(), egress);
+        }
+        policy
+    }
 }
 
 /// `sluice handlers`.
@@ -386,6 +504,15 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run::run(args).await,
+        Command::Init(args) => init::init(args).map(|()| ExitCode::SUCCESS),
+        Command::Openapi => {
+            print!("{}", crate::api::openapi::json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions(args) => {
+            print!("{}", completions(args.shell));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schedules(args) => schedules::execute(args).await.map(|()| ExitCode::SUCCESS),
         other => commands::execute(other).await.map(|()| ExitCode::SUCCESS),
     }
@@ -466,6 +593,12 @@ mod tests {
             "sluice stats --json",
             "sluice run m.wasm data --env K=V --timeout 1s --memory 1MiB",
             "sluice run --delivery 0190e0e0-0000-7000-8000-000000000000 --attempt 2 --module fix.wasm --json",
+            "sluice apply -f sluice.toml --dry-run",
+            "sluice apply --prune --yes --json",
+            "sluice init rust hello",
+            "sluice init as hello --dir /tmp/h",
+            "sluice openapi",
+            "sluice completions zsh",
             "sluice schedules create nightly --cron 0_3_*_*_* --topic t --tz Europe/London --data {} --catch-up all --max-catch-up 5 --catch-up-window 1h --overlap buffer-one --jitter 30s --header a=b --key k --start 2030-01-01T00:00:00Z",
             "sluice schedules list --json",
             "sluice schedules show nightly",
@@ -504,6 +637,34 @@ mod tests {
             assert!(
                 Cli::try_parse_from(line.split(' ')).is_err(),
                 "{line} parsed"
+            );
+        }
+    }
+
+    #[test]
+    fn the_version_names_the_guest_interfaces_the_sandbox_runs() {
+        use crate::sandbox::component::validate::HANDLER_EXPORT;
+        assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")));
+        assert!(
+            VERSION.contains(&format!("guest ABI {}", crate::sandbox::abi::ABI_VERSION)),
+            "{VERSION}"
+        );
+        // `sluice:handler/handler@1.0.0` is an interface of package `sluice:handler@1.0.0`.
+        let package = HANDLER_EXPORT.replace("/handler@", "@");
+        assert!(VERSION.contains(&package), "{VERSION} lacks {package}");
+    }
+
+    #[test]
+    fn help_lists_every_command_with_an_example() {
+        let help = Cli::command().render_long_help().to_string();
+        for sub in Cli::command().get_subcommands() {
+            let name = sub.get_name();
+            if name == "help" {
+                continue;
+            }
+            assert!(
+                help.contains(&format!("  sluice {name}")),
+                "no example of `sluice {name}` in --help:\n{help}"
             );
         }
     }

@@ -45,20 +45,14 @@ impl Sample {
 
     /// The counters of `metrics` now.
     pub fn of(metrics: &Metrics, at: Timestamp) -> Sample {
-        let handlers = metrics.handlers.lock().unwrap_or_else(|p| p.into_inner());
-        let mut s = Sample::zero(at);
-        s.enqueued = metrics.enqueued.load(std::sync::atomic::Ordering::Relaxed);
-        for h in handlers.values() {
-            s.succeeded += h.completed;
-            s.dead_lettered += h.dead_lettered;
-            s.failed += h
-                .attempts
-                .iter()
-                .filter(|(k, _)| **k != "ok")
-                .map(|(_, n)| n)
-                .sum::<u64>();
+        let t = metrics.totals();
+        Sample {
+            at,
+            enqueued: t.enqueued,
+            succeeded: t.succeeded,
+            failed: t.failed,
+            dead_lettered: t.dead_lettered,
         }
-        s
     }
 }
 

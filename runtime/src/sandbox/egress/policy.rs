@@ -35,7 +35,7 @@ pub const MAX_RULES: usize = 256;
 /// Outbound HTTP(S) of one handler. Stored with the handler policy (JSON on
 /// both backends); every field has a default, so policies written before
 /// egress existed read back as "no egress".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EgressPolicy {
     /// Origins the handler may call: `https://api.example.com`,

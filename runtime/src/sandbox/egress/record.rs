@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// One outbound request of an attempt, as stored with the attempt and shown
 /// by `sluice status`, the dashboard and `/metrics`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EgressRecord {
     /// `GET`, `POST`, …
     pub method: String,
@@ -31,7 +31,7 @@ pub struct EgressRecord {
 }
 
 /// How one outbound request ended; stored by name (JSON) on both backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EgressOutcome {

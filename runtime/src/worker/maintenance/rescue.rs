@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::metrics::Metrics;
 use crate::store::{AttemptReport, Store, StoreError, StoreResult};
 use crate::worker::Context;
 
@@ -21,7 +20,7 @@ pub async fn run(ctx: Arc<Context>) {
     super::every(ctx, interval, |ctx| async move {
         match rescue_expired(ctx.store.as_ref(), ctx.clock.as_ref(), BATCH).await {
             Ok(n) => {
-                Metrics::add(&ctx.metrics.lease_expiries, n as u64);
+                ctx.metrics.lease_expired(n as u64);
                 n == BATCH
             }
             Err(e) => {
