@@ -84,9 +84,13 @@ pub(super) fn render(stats: &Stats, metrics: &Metrics, now: Timestamp) -> String
     out.family(
         "sluice_store_flushes_total",
         "counter",
-        "Store flushes (group commits).",
+        "Durable store commits (group commits: the embedded store's fsyncs, PostgreSQL's synchronous COMMITs).",
     );
-    out.sample("sluice_store_flushes_total", &[], stats.flushes as f64);
+    out.sample(
+        "sluice_store_flushes_total",
+        &[],
+        stats.durable_commits as f64,
+    );
     out.family(
         "sluice_group_commit_batch_size",
         "histogram",
@@ -94,8 +98,8 @@ pub(super) fn render(stats: &Stats, metrics: &Metrics, now: Timestamp) -> String
     );
     out.count_histogram(
         "sluice_group_commit_batch_size",
-        &stats.flush_batches,
-        stats.flushed_ops,
+        &stats.commit_batches,
+        stats.durable_ops,
     );
 
     for (name, help, counter) in [
@@ -274,9 +278,9 @@ mod tests {
         let stats = Stats {
             handlers: vec![],
             topic_depth: Default::default(),
-            flushes: 3,
-            flushed_ops: 9,
-            flush_batches: vec![(2, 1), (4, 2), (u64::MAX, 0)],
+            durable_commits: 3,
+            durable_ops: 9,
+            commit_batches: vec![(2, 1), (4, 2), (u64::MAX, 0)],
         };
         let text = render(&stats, &metrics, Timestamp(0));
         assert!(
@@ -303,9 +307,9 @@ mod tests {
         let stats = Stats {
             handlers: vec![],
             topic_depth: Default::default(),
-            flushes: 3,
-            flushed_ops: 9,
-            flush_batches: vec![(1, 0), (2, 1), (4, 2), (u64::MAX, 0)],
+            durable_commits: 3,
+            durable_ops: 9,
+            commit_batches: vec![(1, 0), (2, 1), (4, 2), (u64::MAX, 0)],
         };
         let text = render(&stats, &Metrics::default(), Timestamp(0));
         let expected = "# TYPE sluice_group_commit_batch_size histogram\n\
