@@ -152,10 +152,11 @@ build_python() {
 }
 
 # componentize-js (StarlingMonkey, Wizer snapshot; default build, not --aot)
-# with fetch disabled, so the component does not import wasi:http. It resolves
-# imports relative to the working directory: run from the repository root.
+# without the incoming fetch event, and with fetch (which imports wasi:http)
+# only for handlers that call it. It resolves imports relative to the
+# working directory: run from the repository root.
 build_js() {
-    local dir name
+    local dir name http
     local cli="$REPO/target/lang-tools/js/node_modules/@bytecodealliance/componentize-js/src/cli.js"
     mkdir -p "$OUT/js"
     for dir in "$REPO"/examples/js/*/; do
@@ -164,9 +165,11 @@ build_js() {
         components+=("$OUT/js/$name.wasm")
         up_to_date "$OUT/js/$name.wasm" "$dir" "$REPO/guest-sdk/js" "$REPO/guest-sdk/wit" \
             "$REPO/examples/js/package-lock.json" && continue
+        http=(-d http)
+        grep -q 'fetch(' "$dir/app.js" && http=()
         echo "build-examples: componentize-js examples/js/$name"
         (cd "$REPO" && node "$cli" "examples/js/$name/app.js" -w guest-sdk/wit -n job \
-            -d http -d fetch-event -o "$OUT/js/$name.wasm" >/dev/null)
+            "${http[@]}" -d fetch-event -o "$OUT/js/$name.wasm" >/dev/null)
     done
 }
 

@@ -3,10 +3,12 @@
 
 For each .wasm given: it must be a core module that exports a function `_start`
 and a memory `memory`, and import only from `wasi_snapshot_preview1` and
-`sluice`, where `sluice` offers exactly `publish` and `log` with these types:
+`sluice`, where `sluice` offers exactly `publish`, `log` and `http_request`
+with these types:
 
     publish(i32, i32, i32, i32, i32, i32, i64) -> i32
     log(i32, i32, i32)
+    http_request(i32 x 11) -> i32
 
 Prints each module's imports and exports with `-v`. Exits 1 if any module breaks
 a rule, naming the module and the rule. Standard library only, so it runs
@@ -19,6 +21,7 @@ ALLOWED_MODULES = {"wasi_snapshot_preview1", "sluice"}
 SLUICE_IMPORTS = {
     "publish": ((0x7F,) * 6 + (0x7E,), (0x7F,)),
     "log": ((0x7F,) * 3, ()),
+    "http_request": ((0x7F,) * 11, (0x7F,)),
 }
 VALTYPES = {0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128"}
 KINDS = {0: "func", 1: "table", 2: "memory", 3: "global", 4: "tag"}

@@ -5,8 +5,9 @@
  * on stdin, the metadata in SLUICE_* environment variables, and the exit status
  * is the outcome: 0 acknowledges, 65 rejects (straight to the DLQ), anything
  * else fails the attempt for a retry (75 by convention). The host functions of
- * import module "sluice" publish messages to the attempt's outbox and write
- * structured log lines. The exact contract is docs/guest-abi.md (ABI version 1).
+ * import module "sluice" publish messages to the attempt's outbox, write
+ * structured log lines and send HTTP(S) requests under the handler's egress
+ * policy. The exact contract is docs/guest-abi.md (ABI version 1).
  *
  *   #include "sluice.h"
  *
@@ -26,7 +27,7 @@
  * (or clang --target=wasm32-wasip1 with a wasi-libc sysroot).
  *
  * Everything here is static inline; there is nothing to link. On a target
- * other than wasm the two imports are plain extern declarations, so a host
+ * other than wasm the imports are plain extern declarations, so a host
  * build of a handler can link its own test double for them.
  */
 #ifndef SLUICE_H
@@ -63,6 +64,15 @@ extern "C" {
 #define SLUICE_ERR_INVALID_KEY (-6)       /* key over 256 bytes or with NUL */
 #define SLUICE_ERR_INVALID_DELAY (-7)     /* negative delay */
 
+/* ---- http_request() status codes (docs/guest-abi.md §6.3) ------------------ */
+
+#define SLUICE_ERR_HTTP_INVALID (-10)   /* malformed method, URL or header line */
+#define SLUICE_ERR_HTTP_DENIED (-11)    /* origin not allowed, or only forbidden addresses */
+#define SLUICE_ERR_HTTP_LIMIT (-12)     /* the attempt's requests or request bytes used up */
+#define SLUICE_ERR_HTTP_TOO_LARGE (-13) /* response over the attempt's response limit */
+#define SLUICE_ERR_HTTP_FAILED (-14)    /* no resolution, connection or TLS; or it broke */
+#define SLUICE_ERR_HTTP_TRUNCATED (-15) /* response larger than the buffer given */
+
 /* ---- log() levels ---------------------------------------------------------- */
 
 #define SLUICE_LOG_TRACE 0
@@ -98,7 +108,73 @@ int32_t sluice_publish(const uint8_t *topic, uint32_t topic_len,
 SLUICE_IMPORT("log")
 void sluice_log(int32_t level, const uint8_t *msg, uint32_t msg_len);
 
+/**
+ * Sends one HTTP(S) request under the handler's egress policy and waits for
+ * the whole response (within the attempt's timeout). `headers` holds
+ * "Name: value" lines separated by "\n" (or "\r\n"). The response is written
+ * to `response` (capacity `response_cap`): its header block ("name: value\r\n"
+ * lines), then its body; `out` receives three values: status, header block
+ * length, body length. Returns SLUICE_OK or a negative SLUICE_ERR_* (never
+ * traps); with SLUICE_ERR_HTTP_TRUNCATED the buffer holds the first bytes and
+ * `out` the full lengths. Redirects are not followed.
+ */
+SLUICE_IMPORT("http_request")
+int32_t sluice_http_request(const uint8_t *method, uint32_t method_len,
+                            const uint8_t *url, uint32_t url_len,
+                            const uint8_t *headers, uint32_t headers_len,
+                            const uint8_t *body, uint32_t body_len,
+                            uint8_t *response, uint32_t response_cap,
+                            uint32_t out[3]);
+
 /* ---- Helpers ---------------------------------------------------------------- */
+
+/** A response of sluice_http(): `body` points into the caller's buffer. */
+typedef struct {
+    uint32_t status;
+    const char *headers; /* "name: value\r\n" lines, not NUL-terminated */
+    uint32_t headers_len;
+    const uint8_t *body;
+    uint32_t body_len;
+} sluice_http_response;
+
+/**
+ * sluice_http_request with NUL-terminated method, URL and headers (NULL for
+ * none), into `buffer` of `cap` bytes; fills `r` on SLUICE_OK.
+ */
+static inline int32_t sluice_http(const char *method, const char *url, const char *headers,
+                                  const void *body, size_t body_len, uint8_t *buffer,
+                                  size_t cap, sluice_http_response *r) {
+    uint32_t out[3] = {0, 0, 0};
+    const char *h = headers != NULL ? headers : "";
+    int32_t status = sluice_http_request(
+        (const uint8_t *)method, (uint32_t)strlen(method), (const uint8_t *)url,
+        (uint32_t)strlen(url), (const uint8_t *)h, (uint32_t)strlen(h),
+        (const uint8_t *)(body != NULL ? body : ""), (uint32_t)body_len, buffer, (uint32_t)cap,
+        out);
+    if (status != SLUICE_OK) return status;
+    r->status = out[0];
+    r->headers = (const char *)buffer;
+    r->headers_len = out[1];
+    r->body = buffer + out[1];
+    r->body_len = out[2];
+    return SLUICE_OK;
+}
+
+/** What an http_request status means, for a log line. */
+static inline const char *sluice_http_strerror(int32_t status) {
+    switch (status) {
+    case SLUICE_OK: return "ok";
+    case SLUICE_ERR_BAD_POINTER: return "bad pointer";
+    case SLUICE_ERR_BAD_UTF8: return "method, URL or headers not UTF-8";
+    case SLUICE_ERR_HTTP_INVALID: return "invalid method, URL or header";
+    case SLUICE_ERR_HTTP_DENIED: return "denied by the handler's egress policy";
+    case SLUICE_ERR_HTTP_LIMIT: return "the attempt's request limit is used up";
+    case SLUICE_ERR_HTTP_TOO_LARGE: return "response over the attempt's limit";
+    case SLUICE_ERR_HTTP_FAILED: return "no connection, or it broke";
+    case SLUICE_ERR_HTTP_TRUNCATED: return "response larger than the buffer";
+    default: return "unknown reason";
+    }
+}
 
 /** The payload: `len` bytes at `data`, followed by a NUL not counted in `len`. */
 typedef struct {

@@ -1,7 +1,9 @@
 // The JavaScript guest SDK for sluice handlers (the sluice:handler@1.0.0
 // world, guest-sdk/wit; docs/guest-sdk.md "JavaScript"). Built into a
-// component by componentize-js with `-d http -d fetch-event` (no fetch: sluice
-// provides no HTTP).
+// component by componentize-js with `-d fetch-event`, and also `-d http`
+// unless the handler calls `fetch` (outbound HTTP under the handler's egress
+// policy, docs/egress.md). A handler may be an async function: componentize-js
+// runs the event loop until its promise settles.
 //
 //   import { handler, publish, Reject } from "sluice";
 //   export const handler = sluiceHandler((msg) => { ... });
@@ -84,18 +86,35 @@ export function log(message, level = "info") {
   hostLog(level, message);
 }
 
-/** The `handler` export of the sluice world, calling `fn(message)`. */
+/** The `handle-error` the host receives for an exception `e`. */
+function handleError(e) {
+  if (e instanceof Reject) return { tag: "reject", val: e.message };
+  if (e instanceof Retry) return { tag: "retry", val: e.message };
+  console.error(e?.stack ?? String(e));
+  return { tag: "retry", val: String(e) };
+}
+
+/**
+ * The `handler` export of the sluice world, calling `fn(message)`; `fn` may
+ * be async (its promise is awaited, its rejection handled as a throw).
+ */
 export function sluiceHandler(fn) {
   return {
     handle(msg) {
+      let result;
       try {
-        fn(new Message(msg));
+        result = fn(new Message(msg));
       } catch (e) {
         // A thrown plain value is the `handle-error` the host receives.
-        if (e instanceof Reject) throw { tag: "reject", val: e.message };
-        if (e instanceof Retry) throw { tag: "retry", val: e.message };
-        console.error(e?.stack ?? String(e));
-        throw { tag: "retry", val: String(e) };
+        throw handleError(e);
+      }
+      if (result && typeof result.then === "function") {
+        return result.then(
+          () => undefined,
+          (e) => {
+            throw handleError(e);
+          },
+        );
       }
     },
   };

@@ -75,6 +75,7 @@
 
 mod error;
 mod host;
+pub mod http;
 mod message;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

@@ -1,6 +1,7 @@
-//! The host-side test double for `publish` and `log` (not on `wasm32`).
+//! The host-side test double for `publish`, `log` and `http` (not on `wasm32`).
 //!
-//! Off wasm, [`publish`](crate::publish) and [`log`](crate::log) record each call
+//! Off wasm, [`publish`](crate::publish), [`log`](crate::log) and
+//! [`http`](crate::http) requests record each call
 //! in a thread-local of the calling thread, so a unit test calls its handler
 //! directly and then inspects what it published and logged. Each test runs on
 //! its own thread under `cargo test`, so records never mix between tests.
@@ -51,7 +52,22 @@ impl Published {
     }
 }
 
+/// One recorded request of [`http`](crate::http).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The URL.
+    pub url: String,
+    /// Its headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// Its body.
+    pub body: Vec<u8>,
+}
+
 thread_local! {
+    static HTTP: RefCell<Vec<HttpRequest>> = const { RefCell::new(Vec::new()) };
+    static HTTP_RESPONSE: RefCell<(u16, Vec<u8>)> = const { RefCell::new((200, Vec::new())) };
     static PUBLISHED: RefCell<Vec<Published>> = const { RefCell::new(Vec::new()) };
     static LOGS: RefCell<Vec<(Level, String)>> = const { RefCell::new(Vec::new()) };
     static FAIL_WITH: Cell<Option<i32>> = const { Cell::new(None) };
@@ -90,4 +106,46 @@ pub(crate) fn record_publish(topic: &str, payload: &[u8], key: &str, delay_ms: i
 
 pub(crate) fn record_log(level: Level, msg: &str) {
     LOGS.with(|l| l.borrow_mut().push((level, msg.to_owned())));
+}
+
+/// Takes (and clears) the HTTP requests sent on this thread so far.
+pub fn take_http_requests() -> Vec<HttpRequest> {
+    HTTP.with(|h| h.take())
+}
+
+/// Makes every following HTTP request on this thread answer `status` with
+/// `body` (no headers); the default is `200` with an empty body.
+pub fn respond_http(status: u16, body: impl Into<Vec<u8>>) {
+    HTTP_RESPONSE.with(|r| *r.borrow_mut() = (status, body.into()));
+}
+
+pub(crate) fn record_http(
+    method: &str,
+    url: &str,
+    headers: &str,
+    body: &[u8],
+    buffer: &mut [u8],
+    out: &mut [u32; 3],
+) -> i32 {
+    HTTP.with(|h| {
+        h.borrow_mut().push(HttpRequest {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            headers: headers
+                .lines()
+                .filter_map(|l| l.split_once(": "))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            body: body.to_owned(),
+        });
+    });
+    HTTP_RESPONSE.with(|r| {
+        let (status, body) = &*r.borrow();
+        if body.len() > buffer.len() {
+            return -15;
+        }
+        buffer[..body.len()].copy_from_slice(body);
+        *out = [u32::from(*status), 0, body.len() as u32];
+        0
+    })
 }

@@ -42,6 +42,7 @@ fn invocation(stdin: Bytes, limits: Limits) -> Invocation {
         },
         env: vec![("GREETING".into(), "hello".into())],
         limits,
+        egress: Default::default(),
     }
 }
 

@@ -9,7 +9,12 @@
 //!
 //! Run: `scripts/bench-w1.sh` (builds the example, then `cargo bench --bench w1`).
 //! Environment: `W1_N` (default 20000), `W1_CONCURRENCY` (handler concurrency,
-//! default 64), `W1_RATE` (default 500), `W1_SECONDS` (default 10).
+//! default 64), `W1_RATE` (default 500), `W1_SECONDS` (default 10),
+//! `W1_HANDLER` (the handler's language: `rust` (default), `python`, `js` or
+//! `go`; W2 is W1 with the handler in Python, JavaScript or Go, built from
+//! `examples/<lang>/w1`), `W1_MEMORY_MB` (the handler's memory limit, default
+//! the policy's), `W1_SLUICE_BIN` (the server binary to run, default the one
+//! this bench was built with: pairs of builds can be compared side by side).
 //!
 //! Options (after `--`): `--store postgres://user@host:port/db` runs the
 //! servers on that PostgreSQL database instead of the embedded store, in a
@@ -110,7 +115,9 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        let bin = std::env::var("W1_SLUICE_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_string());
+        let mut cmd = Command::new(bin);
         cmd.args([
             "serve",
             "--listen",
@@ -142,6 +149,22 @@ impl Server {
         }
     }
 
+    /// CPU time the server has used so far (user + system, seconds) and its
+    /// minor page faults.
+    fn cpu_and_faults(&self) -> (f64, f64) {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): minflt is the
+        // 8th, utime and stime the 12th and 13th (clock ticks, 100 a second).
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<f64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0.0))
+            .collect();
+        let at = |i: usize| f.get(i).copied().unwrap_or(0.0);
+        ((at(11) + at(12)) / 100.0, at(7))
+    }
+
     /// Peak resident set size of the server, MiB.
     fn peak_rss_mb(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -170,7 +193,14 @@ async fn register(
     wasm: &[u8],
     concurrency: u64,
 ) {
-    let policy = json!({ "concurrency": concurrency, "timeout_ms": 10_000 }).to_string();
+    let mut policy = json!({ "concurrency": concurrency, "timeout_ms": 10_000 });
+    if let Some(mb) = std::env::var("W1_MEMORY_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        policy["memory_bytes"] = json!(mb << 20);
+    }
+    let policy = policy.to_string();
     check(
         c.put(format!("{base}/v1/handlers/{name}?topic={topic}"))
             .header("Sluice-Policy", policy)
@@ -321,11 +351,12 @@ async fn run() {
     let concurrency = env_num("W1_CONCURRENCY", 64);
     let rate = env_num("W1_RATE", 500);
     let seconds = env_num("W1_SECONDS", 10);
-    let wasm_path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/examples/rust/w1.wasm");
+    let lang = std::env::var("W1_HANDLER").unwrap_or_else(|_| "rust".into());
+    let wasm_path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../target/examples/{lang}/w1.wasm"));
     let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e} (build it with scripts/build-examples.sh rust)",
+            "{}: {e} (build it with scripts/build-examples.sh {lang})",
             wasm_path.display()
         )
     });
@@ -363,12 +394,18 @@ async fn run() {
     set_paused(&c, &base, "w1", true).await;
     let batch = enqueue_batches(&c, &base, "w1", n, 500).await;
     // (b) drain.
-    let start = Instant::now();
+    let (start, (cpu0, faults0)) = (Instant::now(), servers[0].cpu_and_faults());
     set_paused(&c, &base, "w1", false).await;
     while succeeded(&c, &base, "w1").await < n {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let drain = n as f64 / start.elapsed().as_secs_f64();
+    let wall = start.elapsed().as_secs_f64();
+    let drain = n as f64 / wall;
+    let (cpu1, faults1) = servers[0].cpu_and_faults();
+    let cpu = cpu1 - cpu0;
+    let cpu_us = cpu * 1e6 / n as f64;
+    let faults = (faults1 - faults0) / n as f64;
+    let cpu_pct = 100.0 * cpu / wall;
     // (c) latency at a steady rate, measured after the drain (fresh histogram
     // series: a second handler on its own topic).
     register(&c, &base, "w1-latency", "w1-latency", &wasm, concurrency).await;
@@ -416,15 +453,15 @@ async fn run() {
         }
     );
     println!(
-        "SYSTEM=sluice-{} enqueue_single_jps={single16:.0} enqueue_batch_jps={batch:.0} drain_jps={drain:.0} p50_ms={p50:.2} p99_ms={p99:.2} rss_mb={rss:.0} settings=\"{settings}\"",
+        "SYSTEM=sluice-{} handler={lang} enqueue_single_jps={single16:.0} enqueue_batch_jps={batch:.0} drain_jps={drain:.0} drain_cpu_us_per_job={cpu_us:.0} drain_cpu_pct={cpu_pct:.0} drain_faults_per_job={faults:.0} p50_ms={p50:.2} p99_ms={p99:.2} rss_mb={rss:.0} settings=\"{settings}\"",
         backend.name()
     );
     println!(
-        "\nW1: {n} messages of ~128 B, handler w1 (JSON parse + FNV-1a), fsync before every ack.\n\
+        "\nW1: {n} messages of ~128 B, handler w1 in {lang} (JSON parse + FNV-1a), fsync before every ack.\n\
          enqueue, 1 client, 1 per request:   {sequential:>9.0} msg/s\n\
          enqueue, 16 clients, 1 per request: {single16:>9.0} msg/s\n\
          enqueue, batches of 500:            {batch:>9.0} msg/s\n\
-         drain (fresh instance per job):     {drain:>9.0} jobs/s\n\
+         drain (fresh instance per job):     {drain:>9.0} jobs/s ({cpu_us:.0} µs of server CPU and {faults:.0} page faults per job, {cpu_pct:.0} % CPU)\n\
          latency at {rate}/s: p50 {p50:.2} ms, p99 {p99:.2} ms (server end-to-end histogram)\n\
          peak RSS of the server: {rss:.0} MiB"
     );

@@ -15,6 +15,8 @@
 //! - [`names`]: the rules for topic and handler names and keys.
 //! - [`outcome`]: the closed set of ways an attempt ends.
 //! - [`policy`]: a handler's limits, retries and backoff.
+//! - [`schedule`]: cron expressions in a time zone, and the rule deciding what
+//!   a schedule's tick fires, buffers or misses.
 //! - [`sandbox`]: narrows wasmtime for the rest of the code: validation, limits,
 //!   the guest ABI. Knows nothing of queues.
 //! - [`serve`]: `sluice serve`, wiring everything into one process.
@@ -35,6 +37,7 @@ pub mod names;
 pub mod outcome;
 pub mod policy;
 pub mod sandbox;
+pub mod schedule;
 pub mod serve;
 pub mod store;
 pub mod ui;

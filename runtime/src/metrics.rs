@@ -3,7 +3,7 @@
 //! Plain atomics: recording is on the hot path (every attempt), rendering is
 //! rare. Per-handler series live in a map behind a mutex touched once per attempt.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -95,7 +95,14 @@ pub struct HandlerMetrics {
     pub dead_lettered: u64,
     /// Attempts beyond the first (retries and redeliveries).
     pub redeliveries: u64,
+    /// Outbound HTTP requests by (origin, outcome); at most
+    /// [`MAX_EGRESS_ORIGINS`] origins, the rest counted as `other`.
+    pub egress: BTreeMap<(String, &'static str), u64>,
 }
+
+/// Most distinct origins counted per handler in `sluice_egress_requests_total`
+/// (an allow-list of `https://*`, or refused origins, could name any host).
+pub const MAX_EGRESS_ORIGINS: usize = 100;
 
 impl Default for HandlerMetrics {
     fn default() -> Self {
@@ -106,6 +113,7 @@ impl Default for HandlerMetrics {
             completed: 0,
             dead_lettered: 0,
             redeliveries: 0,
+            egress: BTreeMap::new(),
         }
     }
 }
@@ -123,6 +131,8 @@ pub struct Metrics {
     pub lease_expiries: AtomicU64,
     /// Per handler.
     pub handlers: Mutex<BTreeMap<String, HandlerMetrics>>,
+    /// Schedule occurrences this process recorded as missed, by (schedule, reason).
+    pub schedule_missed: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -137,6 +147,24 @@ impl Metrics {
         }
     }
 
+    /// Records an attempt's outbound requests.
+    pub fn egress(&self, handler: &str, records: &[crate::sandbox::EgressRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        let mut map = self.handlers.lock().unwrap_or_else(|p| p.into_inner());
+        let h = map.entry(handler.to_string()).or_default();
+        for r in records {
+            let origins: BTreeSet<&String> = h.egress.keys().map(|(o, _)| o).collect();
+            let origin = if origins.contains(&r.origin) || origins.len() < MAX_EGRESS_ORIGINS {
+                r.origin.clone()
+            } else {
+                "other".to_owned()
+            };
+            *h.egress.entry((origin, r.outcome.as_str())).or_default() += 1;
+        }
+    }
+
     /// Records how a delivery's attempt was settled; `end_to_end` is the time
     /// from enqueue to a durable completion.
     pub fn settled(&self, handler: &str, completed: Option<Duration>, dead: bool) {
@@ -147,6 +175,15 @@ impl Metrics {
             h.end_to_end.observe(latency);
         }
         h.dead_lettered += u64::from(dead);
+    }
+
+    /// Records `n` occurrences of `schedule` missed for `reason`.
+    pub fn schedule_missed(&self, schedule: &str, reason: &'static str, n: u64) {
+        let mut map = self
+            .schedule_missed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *map.entry((schedule.to_string(), reason)).or_default() += n;
     }
 
     /// Adds `n` to a counter.
@@ -166,6 +203,39 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::{EgressOutcome, EgressRecord};
+
+    #[test]
+    fn egress_origins_per_handler_are_bounded() {
+        let m = Metrics::default();
+        let record = |origin: String, outcome| EgressRecord {
+            method: "GET".into(),
+            origin,
+            status: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            duration_ms: 1,
+            outcome,
+            detail: String::new(),
+        };
+        let many: Vec<_> = (0..MAX_EGRESS_ORIGINS + 5)
+            .map(|i| {
+                record(
+                    format!("https://h{i}.example:443"),
+                    EgressOutcome::DeniedOrigin,
+                )
+            })
+            .collect();
+        m.egress("h", &many);
+        m.egress(
+            "h",
+            &[record("https://h0.example:443".into(), EgressOutcome::Ok)],
+        );
+        let egress = &m.snapshot()["h"].egress;
+        assert_eq!(egress[&("other".to_owned(), "denied_origin")], 5);
+        assert_eq!(egress[&("https://h0.example:443".to_owned(), "ok")], 1);
+        assert_eq!(egress.len(), MAX_EGRESS_ORIGINS + 2);
+    }
 
     #[test]
     fn quantiles_interpolate_within_buckets() {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::outcome::Outcome;
+use crate::sandbox::EgressPolicy;
 use crate::sandbox::config::{DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, MAX_TIMEOUT, WASM_PAGE_BYTES};
 
 /// Largest memory limit: the sandbox's, 4 GiB (SPEC §3).
@@ -60,6 +61,10 @@ pub struct HandlerPolicy {
     pub concurrency: u32,
     /// Environment passed to the guest besides the `SLUICE_*` metadata.
     pub env: BTreeMap<String, String>,
+    /// Outbound HTTP(S): the origins the handler may call, address ranges
+    /// it may reach, per-attempt limits. Default: no egress at all
+    /// (docs/egress.md).
+    pub egress: EgressPolicy,
 }
 
 impl Default for HandlerPolicy {
@@ -76,6 +81,7 @@ impl Default for HandlerPolicy {
                 .map(|n| n.get() as u32)
                 .unwrap_or(2),
             env: BTreeMap::new(),
+            egress: EgressPolicy::default(),
         }
     }
 }
@@ -151,6 +157,9 @@ impl HandlerPolicy {
         // configuration that could never run is refused here, once.
         if let Err(e) = crate::sandbox::validate_env(self.env.iter()) {
             return bad("env", e.to_string());
+        }
+        if let Err(e) = self.egress.validate() {
+            return bad(e.field, e.reason);
         }
         Ok(())
     }
@@ -314,6 +323,22 @@ mod tests {
             .insert("BIG".into(), "x".repeat(crate::sandbox::MAX_ENV_BYTES));
         let e = p.validate().unwrap_err();
         assert!(e.reason.contains("bytes"), "{e}");
+    }
+
+    #[test]
+    fn egress_is_validated_and_old_policies_read_back() {
+        let mut p = HandlerPolicy::default();
+        p.egress.allow.push("https://api.example.com/path".into());
+        let e = p.validate().unwrap_err();
+        assert_eq!(e.field, "egress.allow");
+        assert!(
+            e.to_string().contains("https://api.example.com/path"),
+            "{e}"
+        );
+        // A policy stored before egress existed.
+        let old: HandlerPolicy = serde_json::from_str(r#"{"timeout_ms": 5, "env": {}}"#).unwrap();
+        assert_eq!(old.egress, EgressPolicy::default());
+        assert!(old.egress.allow.is_empty(), "deny by default");
     }
 
     #[test]

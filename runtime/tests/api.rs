@@ -142,6 +142,7 @@ impl Api {
             stderr_truncated: false,
             peak_memory_bytes: 65536,
             fuel_used: None,
+            egress: Vec::new(),
         };
         let dead = Disposition::Dead {
             reason: "attempts exhausted (1 of 1): exit 3".into(),

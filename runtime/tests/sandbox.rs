@@ -60,6 +60,7 @@ fn invocation(stdin: &'static [u8], limits: Limits) -> Invocation {
         metadata: metadata(),
         env: Vec::new(),
         limits,
+        egress: Default::default(),
     }
 }
 

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::clock::Timestamp;
 use crate::outcome::Outcome;
 use crate::policy::HandlerPolicy;
+use crate::sandbox::EgressRecord;
 use crate::store::{
     AttemptRecord, DeliveryState, DeliveryStatus, HandlerRecord, HandlerStats, MessageStatus, Stats,
 };
@@ -168,6 +169,9 @@ pub struct AttemptView {
     pub peak_memory_bytes: Option<u64>,
     /// Fuel consumed, when metered.
     pub fuel_used: Option<u64>,
+    /// Its outbound HTTP requests, in order (never headers or bodies).
+    #[serde(default)]
+    pub egress: Vec<EgressRecord>,
 }
 
 impl From<AttemptRecord> for AttemptView {
@@ -186,6 +190,7 @@ impl From<AttemptRecord> for AttemptView {
             module_sha256: None,
             peak_memory_bytes: None,
             fuel_used: None,
+            egress: Vec::new(),
         };
         if let Some(r) = a.report {
             v.outcome = Some(r.outcome);
@@ -197,6 +202,7 @@ impl From<AttemptRecord> for AttemptView {
             v.module_sha256 = Some(r.module_sha256);
             v.peak_memory_bytes = Some(r.peak_memory_bytes);
             v.fuel_used = r.fuel_used;
+            v.egress = r.egress;
         }
         v
     }

@@ -93,6 +93,8 @@ impl ApiError {
                 StoreError::UnknownMessage(_) => (S::NOT_FOUND, "unknown_message"),
                 StoreError::UnknownDelivery(_) => (S::NOT_FOUND, "unknown_delivery"),
                 StoreError::UnknownModule(_) => (S::NOT_FOUND, "unknown_module"),
+                StoreError::UnknownSchedule(_) => (S::NOT_FOUND, "unknown_schedule"),
+                StoreError::ScheduleConflict(_) => (S::CONFLICT, "schedule_conflict"),
                 StoreError::NotDead(_) => (S::CONFLICT, "not_dead"),
                 StoreError::QueueFull { .. } => (S::TOO_MANY_REQUESTS, "queue_full"),
                 StoreError::LeaseLost(_) => (S::CONFLICT, "lease_lost"),

@@ -15,6 +15,8 @@
 //! - `registry`: handler registration (module validated by the sandbox first),
 //!   list, show, remove, pause, resume, replay from a time.
 //! - `dlq`: list, show, replay and purge dead deliveries.
+//! - [`schedules`]: schedules (create or replace, list, show, pause, resume,
+//!   trigger, remove) and their documents.
 //! - `search`: `GET /v1/deliveries`, the delivery search (shared with the dashboard).
 //! - `observe`: stats, `/healthz` and `/metrics` (rendered by `prometheus`).
 //!
@@ -49,6 +51,7 @@ mod messages;
 mod observe;
 mod prometheus;
 mod registry;
+pub mod schedules;
 pub(crate) mod search;
 
 pub use error::ApiError;
@@ -134,6 +137,7 @@ const MODULE_JSON_LIMIT: usize = MAX_MODULE_BYTES / 3 * 4 + BODY_MARGIN;
 pub fn router(state: ApiState) -> Router {
     let enqueue_limit = DefaultBodyLimit::max(state.enqueue_body_limit());
     let batch_limit = DefaultBodyLimit::max(state.batch_body_limit());
+    let schedule_limit = DefaultBodyLimit::max(schedules::put_limit(&state));
     let routes = Router::new()
         // messages
         .route(
@@ -171,6 +175,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/dlq/purge", post(dlq::purge_matching))
         .route("/v1/dlq/{id}", get(dlq::show).delete(dlq::purge_one))
         .route("/v1/dlq/{id}/replay", post(dlq::replay_one))
+        // schedules
+        .route("/v1/schedules", get(schedules::list))
+        .route(
+            "/v1/schedules/{id}",
+            put(schedules::put)
+                .layer(schedule_limit)
+                .get(schedules::show)
+                .delete(schedules::remove),
+        )
+        .route("/v1/schedules/{id}/pause", post(schedules::pause))
+        .route("/v1/schedules/{id}/resume", post(schedules::resume))
+        .route("/v1/schedules/{id}/trigger", post(schedules::trigger))
         // observability
         .route("/v1/stats", get(observe::stats))
         .route("/metrics", get(observe::metrics));

@@ -183,6 +183,39 @@ pub(super) fn render(stats: &Stats, metrics: &Metrics, now: Timestamp) -> String
             out.sample(name, &[("handler", handler)], get(m) as f64);
         }
     }
+    out.family(
+        "sluice_schedule_missed_total",
+        "counter",
+        "Schedule occurrences this process recorded as not fired, by schedule and reason.",
+    );
+    let missed = metrics
+        .schedule_missed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for ((schedule, reason), n) in &missed {
+        out.sample(
+            "sluice_schedule_missed_total",
+            &[("schedule", schedule), ("reason", reason)],
+            *n as f64,
+        );
+    }
+    let name = "sluice_egress_requests_total";
+    out.family(
+        name,
+        "counter",
+        "Outbound HTTP requests per handler, origin and outcome.",
+    );
+    for (handler, m) in &handlers {
+        for ((origin, outcome), n) in &m.egress {
+            let labels = [
+                ("handler", handler.as_str()),
+                ("origin", origin),
+                ("outcome", outcome),
+            ];
+            out.sample(name, &labels, *n as f64);
+        }
+    }
     out.text
 }
 

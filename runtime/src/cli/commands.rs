@@ -64,7 +64,7 @@ pub(super) async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Dlq(args) => dlq(args).await,
         Command::Replay(args) => replay(args).await,
         Command::Stats(args) => stats(args).await,
-        Command::Serve(_) | Command::Run(_) | Command::Migrate(_) => {
+        Command::Serve(_) | Command::Run(_) | Command::Migrate(_) | Command::Schedules(_) => {
             unreachable!("dispatched by cli::execute")
         }
     }
@@ -93,6 +93,7 @@ async fn register(a: RegisterArgs) -> anyhow::Result<()> {
         let env: Map<String, Value> = a.env.into_iter().map(|(k, v)| (k, json!(v))).collect();
         set("env", Some(Value::Object(env)));
     }
+    set("egress", a.egress.json());
     if crate::sandbox::is_component(&wasm) {
         // The server answers once the component is compiled (and cached).
         eprintln!(

@@ -11,8 +11,10 @@
 //! - [`client`]: the HTTP client.
 //! - [`render`]: human output (tables, attempts), colour only on a terminal.
 //! - [`pace`]: the pacing and progress line of `dlq replay --all --rate`.
+//! - [`egress`]: the allow-list flags shared by `register` and `run`.
 //! - `commands`: what each client command does.
 //! - `run`: `sluice run`, one local invocation in the sandbox, no server.
+//! - `schedules`: `sluice schedules ...`, its arguments and output.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,9 +29,11 @@ use crate::units::{parse_delay, parse_duration, parse_size};
 
 pub mod client;
 mod commands;
+pub mod egress;
 pub mod pace;
 pub mod render;
 mod run;
+mod schedules;
 
 /// sluice: a serverless job runner for WebAssembly.
 #[derive(Debug, Parser)]
@@ -63,6 +67,9 @@ pub enum Command {
     Dlq(DlqArgs),
     /// Re-deliver a handler's topic from a point in time.
     Replay(ReplayArgs),
+    /// Create, list, show, pause, resume, trigger or remove schedules (cron).
+    #[command(alias = "schedule")]
+    Schedules(schedules::SchedulesArgs),
     /// Counts per handler and state, DLQ size, backlog and lag.
     Stats(StatsArgs),
     /// Invoke a module once, locally, in the same sandbox (no server needed).
@@ -123,6 +130,8 @@ pub struct RegisterArgs {
     /// Environment variable for the guest (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
     env: Vec<(String, String)>,
+    #[command(flatten)]
+    egress: egress::EgressArgs,
 }
 
 /// `sluice handlers`.
@@ -330,6 +339,8 @@ pub struct RunArgs {
     /// Fuel budget (turns metering on).
     #[arg(long)]
     fuel: Option<u64>,
+    #[command(flatten)]
+    egress: egress::EgressArgs,
     /// `SLUICE_TOPIC` for the guest.
     #[arg(long, default_value = "local")]
     topic: String,
@@ -356,6 +367,7 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run::run(args).await,
+        Command::Schedules(args) => schedules::execute(args).await.map(|()| ExitCode::SUCCESS),
         other => commands::execute(other).await.map(|()| ExitCode::SUCCESS),
     }
 }
@@ -434,8 +446,17 @@ mod tests {
             "sluice replay --handler h --since 2030-01-01T00:00:00Z",
             "sluice stats --json",
             "sluice run m.wasm data --env K=V --timeout 1s --memory 1MiB",
+            "sluice schedules create nightly --cron 0_3_*_*_* --topic t --tz Europe/London --data {} --catch-up all --max-catch-up 5 --catch-up-window 1h --overlap buffer-one --jitter 30s --header a=b --key k --start 2030-01-01T00:00:00Z",
+            "sluice schedules list --json",
+            "sluice schedules show nightly",
+            "sluice schedules pause nightly",
+            "sluice schedules resume nightly",
+            "sluice schedules trigger nightly",
+            "sluice schedules remove nightly",
+            "sluice run m.wasm --allow-origin https://api.example.com --allow-address 10.0.0.0/8 --egress-max-requests 3",
+            "sluice register h --topic t --module m.wasm --allow-origin http://127.0.0.1:8080 --allow-address 127.0.0.1 --egress-max-response-bytes 1MiB --egress-max-request-bytes 1KiB --egress-max-connections 2",
         ] {
-            let args = line.split(' ');
+            let args = line.split(' ').map(|a| a.replace('_', " "));
             if let Err(e) = Cli::try_parse_from(args) {
                 panic!("{line}: {e}");
             }

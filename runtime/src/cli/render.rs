@@ -13,6 +13,7 @@ use crate::api::dto::{
 };
 use crate::outcome::Outcome;
 use crate::sandbox::config::fmt_bytes;
+use crate::sandbox::{EgressOutcome, EgressRecord};
 
 /// How much of stdout/stderr an attempt shows by default.
 pub const EXCERPT_BYTES: usize = 2048;
@@ -208,6 +209,9 @@ pub fn attempt(a: &AttemptView, style: &Style, excerpt: Option<usize>) -> String
     if !details.is_empty() {
         let _ = writeln!(out, "  {}", style.paint(Color::Dim, &details));
     }
+    for r in &a.egress {
+        let _ = writeln!(out, "  {}", egress_line(r, style));
+    }
     if let Some(Outcome::Trap { backtrace, .. }) = &a.outcome
         && !backtrace.trim().is_empty()
     {
@@ -267,6 +271,30 @@ fn details(a: &AttemptView) -> String {
         parts.push(format!("fuel {fuel}"));
     }
     parts.join("  ")
+}
+
+/// One outbound request: `http POST https://api.example.com:443 → 201  12 B
+/// out  3 B in  40 ms`, or its outcome and why.
+fn egress_line(r: &EgressRecord, style: &Style) -> String {
+    let status = r.status.map_or(String::new(), |s| format!(" → {s}"));
+    let mut line = format!(
+        "http {} {}{status}  {} out  {} in  {}",
+        r.method,
+        r.origin,
+        fmt_bytes(r.request_bytes),
+        fmt_bytes(r.response_bytes),
+        millis(r.duration_ms)
+    );
+    if r.outcome != EgressOutcome::Ok {
+        let why = if r.detail.is_empty() {
+            r.outcome.as_str().to_owned()
+        } else {
+            format!("{}: {}", r.outcome.as_str(), r.detail)
+        };
+        line.push_str("  ");
+        line.push_str(&style.paint(Color::Red, &why));
+    }
+    line
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
@@ -544,6 +572,7 @@ mod tests {
             module_sha256: None,
             peak_memory_bytes: None,
             fuel_used: None,
+            egress: Vec::new(),
         }
     }
 

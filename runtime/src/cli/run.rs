@@ -39,6 +39,7 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let wasm =
         std::fs::read(&a.module).with_context(|| format!("reading {}", a.module.display()))?;
     let stdin = super::read_payload(a.data, a.file.as_ref())?;
+    let egress = a.egress.policy()?;
     let defaults = Limits::default();
     let limits = Limits {
         timeout: a.timeout.unwrap_or(defaults.timeout),
@@ -86,6 +87,7 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         },
         env: a.env,
         limits,
+        egress,
     };
     let x = sandbox.invoke(&module, invocation).await?;
     let code = exit_code(&x.outcome);
@@ -104,6 +106,7 @@ pub(super) async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             module_sha256: Some(module.sha256().to_string()),
             peak_memory_bytes: Some(x.peak_memory_bytes),
             fuel_used: x.fuel_used,
+            egress: x.egress,
         },
         published: x
             .published

@@ -84,6 +84,7 @@ pub(super) struct RunnerSection {
     pub promote_interval: Option<Dur>,
     pub rescue_interval: Option<Dur>,
     pub prune_interval: Option<Dur>,
+    pub schedule_interval: Option<Dur>,
     pub handler_interval: Option<Dur>,
 }
 

@@ -409,6 +409,7 @@ impl Config {
         set(&mut r.promote_interval, runner.promote_interval);
         set(&mut r.rescue_interval, runner.rescue_interval);
         set(&mut r.prune_interval, runner.prune_interval);
+        set(&mut r.schedule_interval, runner.schedule_interval);
         set(&mut r.handler_interval, runner.handler_interval);
 
         let x = &mut self.sandbox;
@@ -507,6 +508,7 @@ impl Config {
             ("promote_interval", r.promote_interval),
             ("rescue_interval", r.rescue_interval),
             ("prune_interval", r.prune_interval),
+            ("schedule_interval", r.schedule_interval),
             ("handler_interval", r.handler_interval),
         ] {
             if d.is_zero() {

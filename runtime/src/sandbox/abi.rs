@@ -107,12 +107,16 @@ const PUBLISH_PARAMS: [ValType; 7] = [
     ValType::I64,
 ];
 const LOG_PARAMS: [ValType; 3] = [ValType::I32, ValType::I32, ValType::I32];
+/// `http_request`: method, URL, headers, body, response buffer (pointer and
+/// length each), then the pointer of the 12-byte result.
+const HTTP_REQUEST_PARAMS: [ValType; 11] = [ValType::I32; 11];
 
 /// The ABI's type (params, results) of the `sluice` function `name`.
 pub(crate) fn sluice_import_type(name: &str) -> Option<(&'static [ValType], &'static [ValType])> {
     match name {
         "publish" => Some((&PUBLISH_PARAMS, &[ValType::I32])),
         "log" => Some((&LOG_PARAMS, &[])),
+        "http_request" => Some((&HTTP_REQUEST_PARAMS, &[ValType::I32])),
         _ => None,
     }
 }

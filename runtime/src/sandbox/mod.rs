@@ -20,6 +20,8 @@
 //!   `wasi:cli` command components: their checks, linker and attempt.
 //! - [`abi`]: the ABI's constants and the `sluice::publish` / `sluice::log` host
 //!   functions.
+//! - [`egress`]: outbound HTTP(S) under the handler's allow-list, for
+//!   components (`wasi:http`) and ABI 1 (`sluice::http_request`) alike.
 //! - [`capture`]: capped stdout/stderr capture.
 //! - [`wasi_guard`]: the WASI functions sluice defines itself (`random_get` in
 //!   pieces, `sock_*` denied and counted without host log lines).
@@ -45,6 +47,7 @@ pub mod cache;
 pub mod capture;
 pub mod component;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod run;
 pub mod validate;
@@ -67,6 +70,7 @@ pub use abi::{GuestLog, LogLevel, Published};
 pub use cache::ModuleOrigin;
 pub use capture::Captured;
 pub use config::{Limits, SandboxConfig};
+pub use egress::{EgressOutcome, EgressPolicy, EgressRecord};
 pub use error::SandboxError;
 pub use run::{Execution, GuestMetadata, Invocation, MAX_ENV_BYTES, validate_env};
 pub use validate::{GuestKind, ModuleInfo, ValidationError, is_component, validate};
@@ -102,6 +106,8 @@ struct Inner {
     linker: Linker<HostState>,
     /// The linker of components (WASI 0.2 and the sluice world).
     components: wasmtime::component::Linker<ComponentState>,
+    /// Each handler's outbound connection slots, shared by its attempts.
+    egress_slots: egress::HandlerSlots,
     /// Shared with each attempt's task on the guest runtime.
     config: Arc<SandboxConfig>,
     cache: Option<DiskCache>,
@@ -185,6 +191,9 @@ impl Sandbox {
             wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
                 .and_then(|()| abi::add_to_linker(&mut linker, |s: &mut HostState| &mut s.abi))
                 .and_then(|()| {
+                    egress::abi::add_to_linker(&mut linker, |s: &mut HostState| &s.egress)
+                })
+                .and_then(|()| {
                     wasi_guard::add_to_linker(&mut linker, |s: &mut HostState| &mut s.guard)
                 });
         linked.map_err(|e| SandboxError::Config(format!("cannot define host functions: {e:#}")))?;
@@ -205,6 +214,7 @@ impl Sandbox {
                 engine,
                 linker,
                 components,
+                egress_slots: egress::HandlerSlots::default(),
                 slots: Semaphore::new(n as usize),
                 compiling: std::sync::Mutex::new(()),
                 guests,
@@ -343,6 +353,14 @@ impl Sandbox {
         let inner = &*self.inner;
         invocation.limits.check(&inner.config)?;
         validate_env(invocation.env.iter().map(|(k, v)| (k, v)))?;
+        let rules = invocation
+            .egress
+            .rules()
+            .map_err(|e| SandboxError::Limits(e.to_string()))?;
+        let slots = inner
+            .egress_slots
+            .get(&invocation.metadata.handler, rules.policy.max_connections);
+        let egress = egress::AttemptEgress::new(rules, slots);
         let _slot = inner
             .slots
             .acquire()
@@ -356,9 +374,9 @@ impl Sandbox {
         );
         let task = inner.guests.runtime().spawn(async move {
             match &pre {
-                Code::Core(pre) => run::run(pre, &sha256, &config, invocation).await,
+                Code::Core(pre) => run::run(pre, &sha256, &config, invocation, egress).await,
                 Code::Component(pre) => {
-                    component::run::run(pre, &sha256, &config, invocation).await
+                    component::run::run(pre, &sha256, &config, invocation, egress).await
                 }
             }
         });

@@ -1,6 +1,7 @@
 //! One attempt: a fresh store and instance, WASI set up per the guest ABI, the
 //! guest run under its limits, and whatever happened turned into an [`Outcome`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 use super::abi::{AbiViolation, GuestAbi, GuestLog, Published};
 use super::capture::{CappedPipe, Captured};
 use super::config::{Limits, SandboxConfig};
+use super::egress::{AttemptEgress, EgressPolicy, EgressRecord};
 use super::error::SandboxError;
 use super::validate::MAX_TABLE_ELEMENTS;
 use super::wasi_guard::WasiGuard;
@@ -80,6 +82,8 @@ pub struct Invocation {
     pub env: Vec<(String, String)>,
     /// The handler's limits.
     pub limits: Limits,
+    /// The handler's outbound HTTP policy (default: none allowed).
+    pub egress: EgressPolicy,
 }
 
 /// What one attempt did. Produced for every guest behaviour; only host
@@ -97,6 +101,8 @@ pub struct Execution {
     pub published: Vec<Published>,
     /// Lines from `sluice::log`, kept whatever the outcome.
     pub logs: Vec<GuestLog>,
+    /// The attempt's outbound requests, in order, whatever the outcome.
+    pub egress: Vec<EgressRecord>,
     /// Whether `sluice::log` lines were dropped past the per-attempt cap.
     pub logs_truncated: bool,
     /// Wall-clock time from instantiation to the end (time spent waiting for a
@@ -155,6 +161,7 @@ pub(crate) struct HostState {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) abi: GuestAbi,
     pub(crate) guard: WasiGuard,
+    pub(crate) egress: Arc<AttemptEgress>,
     limiter: MemoryLimiter,
 }
 
@@ -257,12 +264,14 @@ pub(crate) async fn run(
     sha256: &str,
     config: &SandboxConfig,
     invocation: Invocation,
+    egress: Arc<AttemptEgress>,
 ) -> Result<Execution, SandboxError> {
     let Invocation {
         stdin,
         metadata,
         env,
         limits,
+        egress: _,
     } = invocation;
     let stdout = CappedPipe::new(config.stdout_cap);
     let stderr = CappedPipe::new(config.stderr_cap);
@@ -277,6 +286,7 @@ pub(crate) async fn run(
         wasi: wasi.build_p1(),
         abi: GuestAbi::default(),
         guard: WasiGuard::default(),
+        egress,
         limiter: MemoryLimiter::new(limits.memory_bytes),
     };
 
@@ -314,6 +324,7 @@ pub(crate) async fn run(
         stdout.take(),
         stderr,
         state.abi,
+        &state.egress,
         duration,
         state.limiter.peak,
         fuel_used,
@@ -374,11 +385,16 @@ pub(crate) fn outcome_of(
 }
 
 /// The [`Execution`] of a finished attempt; the outbox is kept only on success.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call per guest kind, each naming every part"
+)]
 pub(crate) fn execution(
     outcome: Outcome,
     stdout: Captured,
     stderr: Captured,
     abi: GuestAbi,
+    egress: &AttemptEgress,
     duration: Duration,
     peak_memory_bytes: u64,
     fuel_used: Option<u64>,
@@ -395,6 +411,7 @@ pub(crate) fn execution(
         published,
         logs: abi.logs,
         logs_truncated: abi.logs_truncated,
+        egress: egress.records(),
         duration,
         peak_memory_bytes,
         fuel_used,

@@ -399,7 +399,7 @@ fn check_import(
                 return Err(forbidden(
                     module,
                     name,
-                    "sluice exports only publish and log",
+                    "sluice exports only publish, log and http_request",
                 ));
             };
             let found = ty.and_then(Option::as_ref);

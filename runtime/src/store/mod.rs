@@ -12,6 +12,7 @@
 //! | --- | --- |
 //! | the verbs and the types they speak | this file |
 //! | the input rules every backend enforces (names, sizes, headers, times), new ids | `validate.rs` |
+//! | schedules: spec, durable cursor, occurrences, the advance a tick applies | `schedule.rs` |
 //! | the embedded backend (default): a write-ahead-log store whose checkpoints live in sled | [`EmbeddedStore`], `embedded/` (its own map in `embedded/mod.rs`) |
 //! | how is an acknowledgement made durable? | `embedded/flusher.rs` (group commit); `embedded/mod.rs` shows which verbs wait |
 //! | where is a delivery leased? completed? failed? | `embedded/queue.rs` |
@@ -48,11 +49,13 @@ use crate::clock::Timestamp;
 use crate::names::NameError;
 use crate::outcome::Outcome;
 use crate::policy::{Disposition, HandlerPolicy, PolicyError};
+use crate::sandbox::EgressRecord;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
 mod embedded;
 mod postgres;
+mod schedule;
 mod validate;
 
 pub use embedded::{EmbeddedSettings, EmbeddedStore};
@@ -62,6 +65,11 @@ pub use postgres::{
     check_schema as check_pg_schema, migrate as pg_migrate,
 };
 
+pub use schedule::{
+    CatchUp, DEFAULT_CATCH_UP_WINDOW, DEFAULT_MAX_CATCH_UP, KEPT_OCCURRENCES, MAX_CATCH_UP,
+    MAX_JITTER, MissReason, Occurrence, OccurrenceKind, Overlap, PlannedOccurrence,
+    SCHEDULE_HEADERS, ScheduleAdvance, ScheduleRecord, ScheduleSpec,
+};
 pub(crate) use validate::{
     check_same_topic, new_id, outbox_message, validate_message, validate_outbox, validate_spec,
 };
@@ -253,6 +261,10 @@ pub struct AttemptReport {
     pub peak_memory_bytes: u64,
     /// Fuel consumed, when metered.
     pub fuel_used: Option<u64>,
+    /// The attempt's outbound HTTP requests, in order (method, origin,
+    /// status, bytes, duration, outcome; never headers or bodies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<EgressRecord>,
 }
 
 impl AttemptReport {
@@ -271,6 +283,7 @@ impl AttemptReport {
             stderr_truncated: false,
             peak_memory_bytes: 0,
             fuel_used: None,
+            egress: Vec::new(),
         }
     }
 }
@@ -556,6 +569,13 @@ pub enum StoreError {
     /// No module with this sha256 is stored.
     #[error("unknown module {0}")]
     UnknownModule(String),
+    /// No such schedule.
+    #[error("unknown schedule {0:?}")]
+    UnknownSchedule(String),
+    /// A tick's advance was made from a revision that moved meanwhile
+    /// (another runner ticked, or the schedule changed); nothing was written.
+    #[error("schedule {0:?} changed meanwhile; read it again")]
+    ScheduleConflict(String),
     /// The verb needs a dead delivery.
     #[error("delivery {0} is not dead")]
     NotDead(DeliveryId),
@@ -712,6 +732,28 @@ pub trait Store: Send + Sync + 'static {
     async fn expired_leases(&self, limit: usize) -> StoreResult<Vec<ExpiredLease>>;
     /// Removes up to `limit` items past retention or the idempotency window.
     async fn prune(&self, limit: usize) -> StoreResult<PruneReport>;
+
+    // ---- schedules (types and rules: schedule.rs, crate::schedule) ----
+
+    /// Creates or replaces (by id) a schedule; its topic must exist.
+    /// Replacing keeps its cursor, counts and occurrences.
+    async fn put_schedule(&self, spec: ScheduleSpec) -> StoreResult<ScheduleRecord>;
+    /// One schedule.
+    async fn schedule(&self, id: &str) -> StoreResult<ScheduleRecord>;
+    /// Every schedule, by id.
+    async fn schedules(&self) -> StoreResult<Vec<ScheduleRecord>>;
+    /// Pauses or resumes a schedule.
+    async fn set_schedule_paused(&self, id: &str, paused: bool) -> StoreResult<ScheduleRecord>;
+    /// Removes a schedule and its occurrence records (its messages stay).
+    async fn remove_schedule(&self, id: &str) -> StoreResult<()>;
+    /// Applies a tick's (or trigger's) advance in one batch: the messages
+    /// enqueued (duplicates create nothing), the occurrences recorded, the
+    /// cursor moved; or, when the schedule is no longer at the advance's
+    /// revision, nothing ([`StoreError::ScheduleConflict`]). Returns the
+    /// occurrences recorded.
+    async fn advance_schedule(&self, advance: ScheduleAdvance) -> StoreResult<Vec<Occurrence>>;
+    /// A schedule's last `limit` occurrence records, newest first.
+    async fn schedule_occurrences(&self, id: &str, limit: usize) -> StoreResult<Vec<Occurrence>>;
 
     // ---- inspection ----
 

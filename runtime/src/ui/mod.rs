@@ -11,6 +11,7 @@
 //! | the pages (overview, handlers, deliveries and search, message, DLQ) | [`pages`] |
 //! | the actions (pause, resume, replay-since, DLQ replay and purge) | [`actions`] |
 //! | the rolling history behind the overview's rate charts | [`history`] |
+//! | the schedules pages and their actions (pause, resume, trigger) | [`schedules`] |
 //! | the templates and assets | `templates/`, `assets/` |
 //!
 //! # Safety
@@ -25,6 +26,7 @@
 pub mod actions;
 pub mod history;
 pub mod pages;
+pub mod schedules;
 pub mod session;
 
 use std::sync::Arc;
@@ -98,6 +100,12 @@ fn templates() -> Environment<'static> {
         ("dlq.html", include_str!("templates/dlq.html")),
         ("confirm.html", include_str!("templates/confirm.html")),
         ("error.html", include_str!("templates/error.html")),
+        ("schedules.html", include_str!("templates/schedules.html")),
+        ("schedule.html", include_str!("templates/schedule.html")),
+        (
+            "schedule_actions.html",
+            include_str!("templates/schedule_actions.html"),
+        ),
     ] {
         env.add_template(name, source)
             .unwrap_or_else(|e| panic!("built-in template {name}: {e}"));
@@ -135,6 +143,11 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/dlq/purge", post(actions::purge_matching))
         .route("/ui/dlq/{id}/replay", post(actions::replay_one))
         .route("/ui/dlq/{id}/purge", post(actions::purge_one))
+        .route("/ui/schedules", get(schedules::list))
+        .route("/ui/schedules/{id}", get(schedules::show))
+        .route("/ui/schedules/{id}/pause", post(schedules::pause))
+        .route("/ui/schedules/{id}/resume", post(schedules::resume))
+        .route("/ui/schedules/{id}/trigger", post(schedules::trigger))
         .route("/ui/assets/app.js", get(script))
         .route("/ui/assets/style.css", get(style))
         .layer(middleware::from_fn(security_headers))

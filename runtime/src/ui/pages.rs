@@ -33,14 +33,14 @@ fn uuid(what: &str, s: &str) -> Result<uuid::Uuid, UiError> {
 
 /// What every page's frame shows.
 #[derive(Serialize)]
-struct Frame<'a> {
+pub(super) struct Frame<'a> {
     page: &'a str,
     csrf: &'a str,
     read_only: bool,
     login: bool,
 }
 
-fn frame<'a>(state: &UiState, viewer: &'a Viewer, page: &'a str) -> Frame<'a> {
+pub(super) fn frame<'a>(state: &UiState, viewer: &'a Viewer, page: &'a str) -> Frame<'a> {
     Frame {
         page,
         csrf: &viewer.session.csrf,

@@ -18,6 +18,7 @@ pub async fn settle(ctx: &Context, handler: &HandlerRecord, leased: Leased, done
     let duration = std::time::Duration::from_millis(report.duration_ms);
     ctx.metrics
         .attempt(&leased.handler, kind, leased.attempt, duration);
+    ctx.metrics.egress(&leased.handler, &report.egress);
     let (result, completed, dead) = match &report.outcome {
         Outcome::Ok => (
             ctx.store.complete(&leased.lease, report, outbox).await,

@@ -72,6 +72,7 @@ async fn run(ctx: &Context, handler: &HandlerRecord, leased: &Leased) -> Done {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         limits: limits(&handler.policy),
+        egress: handler.policy.egress.clone(),
     };
     match ctx.sandbox.invoke(&module, invocation).await {
         Ok(exec) => {
@@ -102,6 +103,7 @@ async fn run(ctx: &Context, handler: &HandlerRecord, leased: &Leased) -> Done {
                     stderr_truncated: exec.stderr.truncated,
                     peak_memory_bytes: exec.peak_memory_bytes,
                     fuel_used: exec.fuel_used,
+                    egress: exec.egress,
                 },
                 outbox,
             }

@@ -47,6 +47,9 @@ pub struct RunnerConfig {
     pub rescue_interval: Duration,
     /// How often retention and the idempotency window are pruned. Default 60 s.
     pub prune_interval: Duration,
+    /// How often schedules are ticked (an occurrence fires within this of
+    /// its time). Default 1 s.
+    pub schedule_interval: Duration,
     /// How often the set of handlers is re-read besides whenever the store's
     /// handlers signal changes (a fallback). Default 1 s.
     pub handler_interval: Duration,
@@ -59,6 +62,7 @@ impl Default for RunnerConfig {
             promote_interval: Duration::from_millis(10),
             rescue_interval: Duration::from_secs(1),
             prune_interval: Duration::from_secs(60),
+            schedule_interval: Duration::from_secs(1),
             handler_interval: Duration::from_secs(1),
         }
     }
@@ -154,6 +158,7 @@ impl Runner {
         tasks.spawn(maintenance::rescue::run(ctx.clone()));
         tasks.spawn(maintenance::prune::run(ctx.clone()));
         tasks.spawn(maintenance::watch::run(ctx.clone()));
+        tasks.spawn(maintenance::schedules::run(ctx.clone()));
         Runner {
             ctx,
             tasks: Mutex::new(tasks),

@@ -74,6 +74,7 @@ pub async fn kill_next(store: &Arc<dyn Store>, handler: &str, outcome: Outcome) 
         stderr_truncated: false,
         peak_memory_bytes: 131072,
         fuel_used: None,
+        egress: Vec::new(),
     };
     store
         .fail(&leased.lease, report, Disposition::Dead { reason })

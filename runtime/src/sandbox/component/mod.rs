@@ -18,7 +18,9 @@
 //! its timeout cancel it. WASI 0.2 is wasmtime-wasi's with nothing granted: no
 //! preopened directories, no network (TCP, UDP and name lookup disabled), no
 //! host environment; a component importing `wasi:filesystem` or
-//! `wasi:sockets` instantiates, and every such call fails.
+//! `wasi:sockets` instantiates, and every such call fails. `wasi:http` is
+//! wasmtime-wasi-http's, its outgoing requests sent by the sandbox's egress
+//! client under the handler's allow-list ([`super::egress::wasi_http`]).
 
 pub mod run;
 pub mod validate;
@@ -26,8 +28,10 @@ pub mod validate;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, component};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::abi::{GuestAbi, LogLevel, PublishRefusal};
+use super::egress::wasi_http::EgressHooks;
 use super::run::MemoryLimiter;
 
 /// Bindings generated from guest-sdk/wit/handler.wit.
@@ -48,6 +52,18 @@ pub(crate) struct ComponentState {
     pub(crate) table: ResourceTable,
     pub(crate) abi: GuestAbi,
     pub(crate) limiter: MemoryLimiter,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) hooks: EgressHooks,
+}
+
+impl WasiHttpView for ComponentState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
 }
 
 impl WasiView for ComponentState {
@@ -103,11 +119,12 @@ impl host::Host for ComponentState {
 
 impl bindings::sluice::handler::types::Host for ComponentState {}
 
-/// The component linker: WASI 0.2 (async, as ABI 1's WASI is) and the sluice
-/// world's `host` interface.
+/// The component linker: WASI 0.2 (async, as ABI 1's WASI is), `wasi:http`
+/// and the sluice world's `host` interface.
 pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<ComponentState>> {
     let mut linker = component::Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     bindings::Job::add_to_linker::<ComponentState, HasSelf<ComponentState>>(&mut linker, |s| s)?;
     Ok(linker)
 }

@@ -9,6 +9,7 @@
 //! - A `wasi:cli` command component gets ABI 1's stdin and environment;
 //!   `run` returning `ok` is [`Outcome::Ok`], `err` is exit 1 (retried).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::Store;
@@ -20,6 +21,8 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use super::super::abi::GuestAbi;
 use super::super::capture::CappedPipe;
 use super::super::config::SandboxConfig;
+use super::super::egress::AttemptEgress;
+use super::super::egress::wasi_http::EgressHooks;
 use super::super::error::SandboxError;
 use super::super::run::{
     Execution, Failure, Invocation, MemoryLimiter, arm, execution, outcome_of,
@@ -45,12 +48,14 @@ pub(crate) async fn run(
     sha256: &str,
     config: &SandboxConfig,
     invocation: Invocation,
+    egress: Arc<AttemptEgress>,
 ) -> Result<Execution, SandboxError> {
     let Invocation {
         stdin,
         metadata,
         env,
         limits,
+        egress: _,
     } = invocation;
     let stdout = CappedPipe::new(config.stdout_cap);
     let stderr = CappedPipe::new(config.stderr_cap);
@@ -92,6 +97,8 @@ pub(crate) async fn run(
             MAX_COMPONENT_MEMORIES as usize,
             MAX_COMPONENT_TABLES as usize,
         ),
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        hooks: EgressHooks(Arc::clone(&egress)),
     };
     let engine = match pre {
         ComponentPre::Job(p) => p.engine(),
@@ -160,6 +167,7 @@ pub(crate) async fn run(
         stdout.take(),
         stderr,
         state.abi,
+        &egress,
         duration,
         state.limiter.peak,
         fuel_used,

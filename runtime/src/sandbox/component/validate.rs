@@ -19,13 +19,16 @@ pub const TYPES_IMPORT: &str = "sluice:handler/types@1.0.0";
 /// Export of a `wasi:cli` command component (any 0.2 version).
 pub const RUN_EXPORT_PREFIX: &str = "wasi:cli/run@0.2.";
 
-/// The WASI 0.2 packages a component may import (wasmtime-wasi's, any 0.2
-/// version up to the one it implements; filesystem and sockets are linked
-/// but have no directories and no network, so every call is denied).
-pub const WASI_PACKAGES: [&str; 6] = [
+/// The WASI 0.2 packages a component may import (wasmtime-wasi's and
+/// wasmtime-wasi-http's, any 0.2 version up to the one they implement;
+/// filesystem and sockets are linked but have no directories and no
+/// network, so every call is denied; `wasi:http` requests go out only under
+/// the handler's egress policy).
+pub const WASI_PACKAGES: [&str; 7] = [
     "wasi:cli/",
     "wasi:clocks/",
     "wasi:filesystem/",
+    "wasi:http/",
     "wasi:io/",
     "wasi:random/",
     "wasi:sockets/",
@@ -185,13 +188,8 @@ fn check_import(name: &str, kind: GuestKind) -> Result<(), ValidationError> {
     if wasi_0_2 {
         return Ok(());
     }
-    if name.starts_with("wasi:http/") {
-        return refuse(
-            "sluice provides no HTTP (for componentize-js, build with `-d http fetch-event`)",
-        );
-    }
     refuse(
-        "components may import only sluice:handler/host and wasi:{cli,clocks,filesystem,io,random,sockets}@0.2",
+        "components may import only sluice:handler/host and wasi:{cli,clocks,filesystem,http,io,random,sockets}@0.2",
     )
 }
 
@@ -206,7 +204,8 @@ mod tests {
             ("wasi:sockets/tcp@0.2.12", true),
             ("sluice:handler/host@1.0.0", true),
             ("sluice:handler/types@1.0.0", true),
-            ("wasi:http/types@0.2.10", false),
+            ("wasi:http/types@0.2.10", true),
+            ("wasi:http/types@0.3.0", false),
             ("wasi:cli/environment@0.3.0", false),
             ("sluice:handler/host@2.0.0", false),
             ("acme:db/query", false),
@@ -251,14 +250,14 @@ mod tests {
 
     #[test]
     fn registration_names_a_refused_import_and_a_memory_too_large() {
-        let http = component(
-            r#"(import "wasi:http/types@0.2.10" (instance))
+        let unknown = component(
+            r#"(import "acme:db/query@1.0.0" (instance))
                (instance $i) (export "sluice:handler/handler@1.0.0" (instance $i))"#,
         );
-        let e = validate_component(&http, 1 << 20).unwrap_err();
+        let e = validate_component(&unknown, 1 << 20).unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("component import wasi:http/types@0.2.10 is not allowed"),
+                .starts_with("component import acme:db/query@1.0.0 is not allowed"),
             "{e}"
         );
         let big = component(

@@ -135,6 +135,7 @@ pub fn report(outcome: Outcome) -> AttemptReport {
         stderr_truncated: false,
         peak_memory_bytes: 65536,
         fuel_used: None,
+        egress: Vec::new(),
     }
 }
 

@@ -38,6 +38,8 @@
 //! | [`outbox`] | the transactional outbox |
 //! | [`ordering`] | per-key ordering |
 //! | [`restart`] | durability across restart, leases released on open, group commit, signals |
+//! | [`schedules`] | schedules: firing with the cursor, catch-up and overlap policies, pause, trigger, start/end, used keys, stale ticks, two instances ticking at once |
+//! | [`schedule_dst`] | schedules at real daylight-saving transitions (London, New York) |
 //! | [`instances`] | two instances on one place: wakes across instances, no double lease, a restart releases only its own leases |
 //! | [`helpers`] | what the cases share, also used by the model, crash and integration tests |
 //!
@@ -64,6 +66,8 @@ pub mod ordering;
 pub mod outbox;
 pub mod query;
 pub mod restart;
+pub mod schedule_dst;
+pub mod schedules;
 pub mod upkeep;
 
 /// Opens a backend at one fixed place. `open` is called once at the start of a
@@ -231,6 +235,8 @@ macro_rules! __store_conformance_groups {
         $crate::__store_conformance_fate! { $($with)* }
         $crate::__store_conformance_query! { $($with)* }
         $crate::__store_conformance_instances! { $($with)* }
+        $crate::__store_conformance_schedules! { $($with)* }
+        $crate::__store_conformance_schedule_dst! { $($with)* }
     };
 }
 

@@ -211,6 +211,63 @@ pub async fn ordering_survives_restart<H: Harness>(mut cx: Ctx<H>) {
     assert_eq!(payloads(&lease_all(s, "h").await), ["k2"]);
 }
 
+/// An attempt's outbound request records are kept with it, in order, and
+/// survive a restart; an attempt without any reads back with none.
+pub async fn egress_records_survive_restart<H: Harness>(mut cx: Ctx<H>) {
+    use crate::sandbox::{EgressOutcome, EgressRecord};
+    let s = cx.store();
+    handler(s, "h", "t").await;
+    let id = enqueue1(s, msg("t", "x")).await;
+    let plain = enqueue1(s, msg("t", "y")).await;
+    let mut leased = lease_all(s, "h").await;
+    let records = vec![
+        EgressRecord {
+            method: "POST".into(),
+            origin: "https://api.example.com:443".into(),
+            status: Some(302),
+            request_bytes: 17,
+            response_bytes: 0,
+            duration_ms: 12,
+            outcome: EgressOutcome::Ok,
+            detail: String::new(),
+        },
+        EgressRecord {
+            method: "POST".into(),
+            origin: "http://10.0.0.1:80".into(),
+            status: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            duration_ms: 0,
+            outcome: EgressOutcome::DeniedAddress,
+            detail: "10.0.0.1 is private (10.0.0.0/8)".into(),
+        },
+    ];
+    let mut report = ok();
+    report.egress = records.clone();
+    let at = leased.iter().position(|l| l.message.id == id).unwrap();
+    let first = leased.remove(at);
+    s.complete(&first.lease, report, vec![]).await.unwrap();
+    s.complete(&leased[0].lease, ok(), vec![]).await.unwrap();
+    for restarted in [false, true] {
+        if restarted {
+            cx.restart().await;
+        }
+        let s = cx.store();
+        let m = s.message(id).await.unwrap();
+        let egress = &m.deliveries[0].attempts[0].report.as_ref().unwrap().egress;
+        assert_eq!(egress, &records, "restarted: {restarted}");
+        let m = s.message(plain).await.unwrap();
+        assert!(
+            m.deliveries[0].attempts[0]
+                .report
+                .as_ref()
+                .unwrap()
+                .egress
+                .is_empty()
+        );
+    }
+}
+
 /// This file's cases, for [`store_conformance_tests!`](crate::store_conformance_tests).
 #[doc(hidden)]
 #[macro_export]
@@ -223,6 +280,7 @@ macro_rules! __store_conformance_restart {
             acknowledged_state_survives_restart,
             leases_are_released_on_open,
             ordering_survives_restart,
+            egress_records_survive_restart,
         }
     };
 }

@@ -14,7 +14,9 @@
 //! its serde form is internally tagged (the API's shape), which postcard
 //! cannot read back, and it is a few bytes for the common outcomes. Records
 //! written by earlier versions are JSON objects (first byte `{`) and are
-//! still read.
+//! still read. An attempt that made outbound requests has a trailing
+//! section after the postcard body: the JSON of its egress records (absent,
+//! as in records written before egress existed, means none).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -154,6 +156,9 @@ pub(super) fn encode_attempt(a: &AttemptRecord) -> StoreResult<Vec<u8>> {
     };
     let mut out = vec![BINARY];
     postcard::to_io(&stored, &mut out).map_err(corrupt_attempt)?;
+    if let Some(r) = a.report.as_ref().filter(|r| !r.egress.is_empty()) {
+        serde_json::to_writer(&mut out, &r.egress).map_err(corrupt_attempt)?;
+    }
     Ok(out)
 }
 
@@ -162,7 +167,12 @@ pub(super) fn decode_attempt(b: &[u8]) -> StoreResult<AttemptRecord> {
     let Some((&BINARY, body)) = b.split_first() else {
         return serde_json::from_slice(b).map_err(corrupt_attempt);
     };
-    let s: Stored = postcard::from_bytes(body).map_err(corrupt_attempt)?;
+    let (s, rest): (Stored, &[u8]) = postcard::take_from_bytes(body).map_err(corrupt_attempt)?;
+    let egress = if rest.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_slice(rest).map_err(corrupt_attempt)?
+    };
     let report = match s.report {
         None => None,
         Some(r) => Some(AttemptReport {
@@ -175,6 +185,7 @@ pub(super) fn decode_attempt(b: &[u8]) -> StoreResult<AttemptRecord> {
             stderr_truncated: r.stderr_truncated,
             peak_memory_bytes: r.peak_memory_bytes,
             fuel_used: r.fuel_used,
+            egress,
         }),
     };
     Ok(AttemptRecord {
@@ -190,6 +201,7 @@ pub(super) fn decode_attempt(b: &[u8]) -> StoreResult<AttemptRecord> {
 mod tests {
     use super::*;
     use crate::outcome::Outcome;
+    use crate::sandbox::{EgressOutcome, EgressRecord};
 
     fn record(outcome: Outcome) -> AttemptRecord {
         AttemptRecord {
@@ -207,6 +219,7 @@ mod tests {
                 stderr_truncated: false,
                 peak_memory_bytes: 1 << 20,
                 fuel_used: Some(42),
+                egress: Vec::new(),
             }),
         }
     }
@@ -243,6 +256,29 @@ mod tests {
             );
         }
         assert!(decode_attempt(&[BINARY, 0xff]).is_err());
+
+        // With egress records: the trailing section; without it (as written
+        // before egress existed) none.
+        let mut with = record(Outcome::Ok);
+        let egress = EgressRecord {
+            method: "POST".into(),
+            origin: "https://api.example.com:443".into(),
+            status: Some(201),
+            request_bytes: 12,
+            response_bytes: 3,
+            duration_ms: 40,
+            outcome: EgressOutcome::Ok,
+            detail: String::new(),
+        };
+        with.report.as_mut().unwrap().egress = vec![egress.clone(), egress];
+        let bytes = encode_attempt(&with).unwrap();
+        assert_eq!(decode_attempt(&bytes).unwrap(), with);
+        let plain = encode_attempt(&record(Outcome::Ok)).unwrap();
+        assert!(
+            bytes.starts_with(&plain),
+            "the old layout, then the section"
+        );
+        assert!(decode_attempt(&[&plain[..], b"{"].concat()).is_err());
         assert!(decode_attempt(b"").is_err());
     }
 }

@@ -29,6 +29,8 @@
 //! | `C` | handler, state | count |
 //! | `Q` | handler, state, delivery id | — (every delivery by state, in creation order) |
 //! | `O` | handler, ordering key, delivery id | — (deliveries by ordering key) |
+//! | `J` | schedule id | schedule record (JSON) |
+//! | `j` | schedule id, occurrence number | occurrence record (JSON) |
 //! | `Y` | — | version of the query indexes (`Q`, `O`); absent: built on open |
 //! | `Z` | — | last sequence number |
 //!
@@ -61,6 +63,8 @@ const MODULE: u8 = b'W';
 const COUNT: u8 = b'C';
 const BY_STATE: u8 = b'Q';
 const BY_ORDERING_KEY: u8 = b'O';
+const SCHEDULE: u8 = b'J';
+const OCCURRENCE: u8 = b'j';
 
 /// The key of the query indexes' version.
 pub(super) const QUERY_INDEX_VERSION: &[u8] = b"Y";
@@ -81,6 +85,8 @@ pub(super) const IDEMPOTENCY_EXPIRY_ALL: &[u8] = &[IDEMPOTENCY_EXPIRY];
 pub(super) const COUNTS: &[u8] = &[COUNT];
 /// Prefix of every handler record.
 pub(super) const HANDLERS: &[u8] = &[HANDLER];
+/// Prefix of every schedule record, by id.
+pub(super) const SCHEDULES: &[u8] = &[SCHEDULE];
 
 /// Builds a key from parts.
 struct Key(Vec<u8>);
@@ -314,6 +320,21 @@ pub(super) fn parse_count(k: &[u8]) -> Option<(String, DeliveryState)> {
     Some((handler, *state))
 }
 
+/// A schedule record.
+pub(super) fn schedule(id: &str) -> Vec<u8> {
+    Key::new(SCHEDULE).raw(id.as_bytes()).build()
+}
+
+/// Occurrence record `n` of a schedule.
+pub(super) fn occurrence(id: &str, n: u64) -> Vec<u8> {
+    Key::new(OCCURRENCE).name(id).u64(n).build()
+}
+
+/// Prefix of a schedule's occurrence records, oldest first.
+pub(super) fn occurrences_of(id: &str) -> Vec<u8> {
+    Key::new(OCCURRENCE).name(id).build()
+}
+
 /// A delivery in its handler's index by state.
 pub(super) fn by_state(handler: &str, state: DeliveryState, id: DeliveryId) -> Vec<u8> {
     by_state_of(handler, state)
@@ -410,6 +431,10 @@ mod tests {
         assert!(o.starts_with(&by_ordering_key_of("h", "k")));
         assert!(!o.starts_with(&by_ordering_key_of("h", "")));
         assert_eq!(parse_trailing_id(&o).unwrap(), id);
+        assert!(occurrence("s", 2) < occurrence("s", 10));
+        assert!(occurrence("s", u64::MAX).starts_with(&occurrences_of("s")));
+        assert!(!occurrence("s.a", 1).starts_with(&occurrences_of("s")));
+        assert!(schedule("s").starts_with(SCHEDULES));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | handlers and modules | [`handlers`] |
 //! | the DLQ, replay and purge | [`dlq`] |
 //! | promote due, expired leases, prune | [`upkeep`] |
+//! | schedules and their occurrences; a tick's advance in one batch | [`schedules`] |
 //! | message, delivery, stats | [`inspect`] |
 //! | deliveries by state, key, topic, handler, outcome and time (`query_deliveries`) | [`query`] |
 //! | key layout, one typed constructor per index | [`keys`] |
@@ -67,6 +68,7 @@ mod powerloss;
 mod query;
 mod queue;
 mod recover;
+mod schedules;
 #[cfg(test)]
 mod simfs;
 #[cfg(test)]
@@ -94,8 +96,8 @@ use self::memtree::MemTree;
 use super::{
     AttemptReport, DeadFilter, DeliveryId, DeliveryPage, DeliveryQuery, DeliveryState,
     DeliveryStatus, Enqueued, ExpiredLease, HandlerRecord, HandlerSpec, Lease, Leased, MessageId,
-    MessageStatus, NewMessage, OutboxMessage, PruneReport, Stats, Store, StoreConfig, StoreError,
-    StoreResult,
+    MessageStatus, NewMessage, Occurrence, OutboxMessage, PruneReport, ScheduleAdvance,
+    ScheduleRecord, ScheduleSpec, Stats, Store, StoreConfig, StoreError, StoreResult,
 };
 use crate::clock::{Clock, Timestamp};
 use crate::policy::Disposition;
@@ -438,6 +440,38 @@ impl Store for EmbeddedStore {
     async fn prune(&self, limit: usize) -> StoreResult<PruneReport> {
         let report = self.inner.prune(limit)?;
         self.durable(report).await
+    }
+
+    async fn put_schedule(&self, spec: ScheduleSpec) -> StoreResult<ScheduleRecord> {
+        let rec = self.inner.put_schedule(spec)?;
+        self.durable(rec).await
+    }
+
+    async fn schedule(&self, id: &str) -> StoreResult<ScheduleRecord> {
+        self.inner.schedule_record(id)
+    }
+
+    async fn schedules(&self) -> StoreResult<Vec<ScheduleRecord>> {
+        self.inner.schedule_records()
+    }
+
+    async fn set_schedule_paused(&self, id: &str, paused: bool) -> StoreResult<ScheduleRecord> {
+        let rec = self.inner.set_schedule_paused(id, paused)?;
+        self.durable(rec).await
+    }
+
+    async fn remove_schedule(&self, id: &str) -> StoreResult<()> {
+        self.inner.remove_schedule(id)?;
+        self.durable(()).await
+    }
+
+    async fn advance_schedule(&self, advance: ScheduleAdvance) -> StoreResult<Vec<Occurrence>> {
+        let recorded = self.inner.advance_schedule(&advance)?;
+        self.durable(recorded).await
+    }
+
+    async fn schedule_occurrences(&self, id: &str, limit: usize) -> StoreResult<Vec<Occurrence>> {
+        self.inner.schedule_occurrences(id, limit)
     }
 
     async fn message(&self, id: MessageId) -> StoreResult<MessageStatus> {

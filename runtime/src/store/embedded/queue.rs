@@ -29,8 +29,8 @@ impl Inner {
 
     /// Enqueues one message into `txn`. `outbox` messages skip the topic and
     /// depth checks: refusing them would turn a downstream backlog into upstream
-    /// failures of work already done.
-    fn enqueue_one(
+    /// failures of work already done (a schedule's firings go the same way).
+    pub(super) fn enqueue_one(
         &self,
         w: &mut Writer,
         txn: &mut Txn<'_>,

@@ -17,6 +17,7 @@
 //! | promote due, expired leases, prune, releasing this runner's leases at open | [`upkeep`] |
 //! | message, delivery, stats | [`inspect`] |
 //! | listing and searching deliveries (`query_deliveries`) | [`query`] |
+//! | schedules, their occurrences, a tick's advance under the row's lock | [`schedules`] |
 //! | LISTEN/NOTIFY signals across runners, the polling fallback | [`notify`] |
 //! | rows and columns, state codes | [`rows`] |
 //! | prepared statements | [`sql`] |
@@ -54,6 +55,7 @@ mod notify;
 mod query;
 mod queue;
 mod rows;
+mod schedules;
 mod schema;
 mod settle;
 mod sql;
@@ -78,8 +80,8 @@ use self::queue::Fate;
 use super::{
     AttemptReport, COMMIT_BATCH_BOUNDS, DeadFilter, DeliveryId, DeliveryPage, DeliveryQuery,
     DeliveryStatus, Enqueued, ExpiredLease, HandlerRecord, HandlerSpec, Lease, Leased, MessageId,
-    MessageStatus, NewMessage, OutboxMessage, PruneReport, Stats, Store, StoreConfig, StoreError,
-    StoreResult,
+    MessageStatus, NewMessage, Occurrence, OutboxMessage, PruneReport, ScheduleAdvance,
+    ScheduleRecord, ScheduleSpec, Stats, Store, StoreConfig, StoreError, StoreResult,
 };
 use crate::clock::{SharedClock, Timestamp};
 use crate::policy::Disposition;
@@ -593,6 +595,56 @@ impl Store for PgStore {
 
     async fn prune(&self, limit: usize) -> StoreResult<PruneReport> {
         self.core.prune_now(limit).await
+    }
+
+    async fn put_schedule(&self, spec: ScheduleSpec) -> StoreResult<ScheduleRecord> {
+        let config = &self.core.config;
+        spec.validate(config.max_payload_bytes, config.max_headers)?;
+        Ok(in_tx!(&self.core, durable, |tx, now| (
+            self.core.put_schedule_in(&tx, spec, now).await?,
+            false
+        )))
+    }
+
+    async fn schedule(&self, id: &str) -> StoreResult<ScheduleRecord> {
+        let c = self.core.client().await?;
+        self.core.schedule_record(&c, id).await
+    }
+
+    async fn schedules(&self) -> StoreResult<Vec<ScheduleRecord>> {
+        let c = self.core.client().await?;
+        self.core.schedule_records(&c).await
+    }
+
+    async fn set_schedule_paused(&self, id: &str, paused: bool) -> StoreResult<ScheduleRecord> {
+        Ok(in_tx!(&self.core, durable, |tx, now| (
+            self.core
+                .set_schedule_paused_in(&tx, id, paused, now)
+                .await?,
+            false
+        )))
+    }
+
+    async fn remove_schedule(&self, id: &str) -> StoreResult<()> {
+        in_tx!(&self.core, durable, |tx, _now| (
+            self.core.remove_schedule_in(&tx, id).await?,
+            false
+        ));
+        Ok(())
+    }
+
+    async fn advance_schedule(&self, advance: ScheduleAdvance) -> StoreResult<Vec<Occurrence>> {
+        for m in advance.messages() {
+            crate::store::validate_message(&self.core.config, m)?;
+        }
+        Ok(in_tx!(&self.core, durable, |tx, now| {
+            self.core.advance_schedule_in(&tx, &advance, now).await?
+        }))
+    }
+
+    async fn schedule_occurrences(&self, id: &str, limit: usize) -> StoreResult<Vec<Occurrence>> {
+        let c = self.core.client().await?;
+        self.core.schedule_occurrences_of(&c, id, limit).await
     }
 
     async fn message(&self, id: MessageId) -> StoreResult<MessageStatus> {

@@ -158,7 +158,8 @@ pub(super) fn handler(r: &Row) -> StoreResult<HandlerRecord> {
 
 /// The columns of an attempt, in [`attempt`]'s order.
 pub(super) const ATTEMPT_COLS: &str = "number, round, started_at, finished_at, outcome, duration_ms, \
-     module_sha256, stdout, stdout_truncated, stderr, stderr_truncated, peak_memory_bytes, fuel_used";
+     module_sha256, stdout, stdout_truncated, stderr, stderr_truncated, peak_memory_bytes, fuel_used, \
+     egress";
 
 /// Decodes a row selected with [`ATTEMPT_COLS`].
 pub(super) fn attempt(r: &Row) -> StoreResult<AttemptRecord> {
@@ -175,6 +176,10 @@ pub(super) fn attempt(r: &Row) -> StoreResult<AttemptRecord> {
             stderr_truncated: r.get::<_, Option<bool>>(10).unwrap_or(false),
             peak_memory_bytes: r.get::<_, Option<i64>>(11).unwrap_or(0) as u64,
             fuel_used: r.get::<_, Option<i64>>(12).map(|f| f as u64),
+            egress: match r.get::<_, Option<serde_json::Value>>(13) {
+                None => Vec::new(),
+                Some(v) => serde_json::from_value(v).map_err(|e| corrupt("attempt egress", e))?,
+            },
         }),
     };
     Ok(AttemptRecord {
@@ -184,6 +189,16 @@ pub(super) fn attempt(r: &Row) -> StoreResult<AttemptRecord> {
         finished_at: ts(r.get(3)),
         report,
     })
+}
+
+/// An attempt's egress records as their JSON column (`NULL` when none).
+pub(super) fn egress_json(r: &AttemptReport) -> StoreResult<Option<serde_json::Value>> {
+    if r.egress.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_value(&r.egress)
+        .map(Some)
+        .map_err(|e| corrupt("attempt egress", e))
 }
 
 /// An outcome as its JSON column.

@@ -16,12 +16,36 @@ use super::error::db;
 use crate::store::{StoreError, StoreResult};
 
 /// The newest schema version this build writes.
-pub(super) const VERSION: i32 = 3;
+pub(super) const VERSION: i32 = 5;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
-/// Version 3: throughput (docs/scale-out.md).
+/// Version 3: schedules. A schedule's record (spec, cursor, counts) is one
+/// JSON document beside its revision, which a tick's advance checks under
+/// the row's lock; occurrence records are numbered per schedule and go with
+/// it.
+const V3: &str = r#"
+CREATE TABLE schedules (
+    id text PRIMARY KEY,
+    revision bigint NOT NULL,
+    record jsonb NOT NULL
+);
+CREATE TABLE schedule_occurrences (
+    schedule_id text NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+    n bigint NOT NULL,
+    record jsonb NOT NULL,
+    PRIMARY KEY (schedule_id, n)
+);
+"#;
+
+/// Version 4: each attempt's outbound HTTP requests (JSON array of
+/// `EgressRecord`s; `NULL` when it made none, as every older attempt).
+const V4: &str = r#"
+ALTER TABLE attempts ADD COLUMN egress jsonb;
+"#;
+
+/// Version 5: throughput (docs/scale-out.md).
 ///
 /// - The state counters are kept by statement-level triggers over
 ///   transition tables, so a statement that moves N deliveries (a batched
@@ -37,7 +61,7 @@ const MIGRATIONS: &[&str] = &[V1, V2, V3];
 ///   [`super::upkeep`]'s prune.
 /// - `deliveries_handler` goes: `deliveries_query_state` (handler, state,
 ///   id) serves every lookup by handler.
-const V3: &str = r#"
+const V5: &str = r#"
 DROP TRIGGER deliveries_count ON deliveries;
 DROP FUNCTION count_delivery();
 DROP INDEX deliveries_handler;
@@ -94,7 +118,7 @@ CREATE INDEX deliveries_query_key ON deliveries (handler, ordering_key, id)
 ///   the backlog.
 /// - `counters` holds per-(handler, state) counts, kept by a trigger on
 ///   `deliveries` in the same transaction as the change (per statement, in
-///   per-backend stripes, since version 3), striped by backend
+///   per-backend stripes, since version 5), striped by backend
 ///   so concurrent writers do not serialise on one row; stats and the depth
 ///   check sum the stripes.
 /// - `key_heads` holds, per (handler, ordering key), the one delivery in

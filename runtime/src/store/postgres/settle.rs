@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::queue::Fate;
-use super::rows::{DELIVERY_COLS, DeliveryRow, col, outcome_json, state_code};
+use super::rows::{DELIVERY_COLS, DeliveryRow, col, egress_json, outcome_json, state_code};
 use super::sql::{execute, query};
 use super::{Core, Now, Tx};
 use crate::policy::Disposition;
@@ -104,8 +104,10 @@ impl Core {
     /// Writes each report into its running attempt's record.
     async fn finish_attempts(&self, tx: &Tx<'_>, s: &[Settled], now: Now) -> StoreResult<()> {
         let mut outcomes = Vec::with_capacity(s.len());
+        let mut egress = Vec::with_capacity(s.len());
         for x in s {
             outcomes.push(outcome_json(&x.report)?);
+            egress.push(egress_json(&x.report)?);
         }
         let ids: Vec<Uuid> = s.iter().map(|x| x.rec.id).collect();
         let seqs: Vec<i32> = s.iter().map(|x| x.rec.attempt_records).collect();
@@ -126,20 +128,21 @@ impl Core {
             tx,
             "INSERT INTO attempts AS a (delivery_id, seq, number, round, started_at, finished_at,
                  outcome, duration_ms, module_sha256, stdout, stdout_truncated, stderr,
-                 stderr_truncated, peak_memory_bytes, fuel_used)
+                 stderr_truncated, peak_memory_bytes, fuel_used, egress)
              SELECT u.id, u.seq, u.number, u.round, $1, $1, u.outcome, u.duration_ms, u.sha,
-                 u.stdout, u.stdout_cut, u.stderr, u.stderr_cut, u.peak, u.fuel
+                 u.stdout, u.stdout_cut, u.stderr, u.stderr_cut, u.peak, u.fuel, u.egress
              FROM unnest($2::uuid[], $3::int[], $4::int[], $5::int[], $6::jsonb[], $7::bigint[],
                  $8::text[], $9::bytea[], $10::bool[], $11::bytea[], $12::bool[], $13::bigint[],
-                 $14::bigint[])
+                 $14::bigint[], $15::jsonb[])
                AS u(id, seq, number, round, outcome, duration_ms, sha, stdout, stdout_cut,
-                    stderr, stderr_cut, peak, fuel)
+                    stderr, stderr_cut, peak, fuel, egress)
              ON CONFLICT (delivery_id, seq) DO UPDATE SET finished_at = EXCLUDED.finished_at,
                  outcome = EXCLUDED.outcome, duration_ms = EXCLUDED.duration_ms,
                  module_sha256 = EXCLUDED.module_sha256, stdout = EXCLUDED.stdout,
                  stdout_truncated = EXCLUDED.stdout_truncated, stderr = EXCLUDED.stderr,
                  stderr_truncated = EXCLUDED.stderr_truncated,
-                 peak_memory_bytes = EXCLUDED.peak_memory_bytes, fuel_used = EXCLUDED.fuel_used",
+                 peak_memory_bytes = EXCLUDED.peak_memory_bytes, fuel_used = EXCLUDED.fuel_used,
+                 egress = EXCLUDED.egress",
             &[
                 &col(now.at),
                 &ids,
@@ -155,6 +158,7 @@ impl Core {
                 &stderr_cut,
                 &peaks,
                 &fuel,
+                &egress,
             ],
         )
         .await?;

@@ -3,6 +3,7 @@
 pub mod promote;
 pub mod prune;
 pub mod rescue;
+pub mod schedules;
 pub mod watch;
 
 use std::future::Future;
