@@ -11,6 +11,9 @@
 #   env    prints `export SLUICE_TEST_PG_URL=...` for a running cluster.
 #   stop   stops the cluster (fast shutdown).
 #
+# SLUICE_PG_OPTIONS adds server options at start, e.g.
+# "-c shared_preload_libraries=pg_stat_statements" to profile statements.
+#
 # The cluster runs with the defaults that make a commit durable
 # (fsync=on, synchronous_commit=on), so tests see the real commit cost.
 set -euo pipefail
@@ -49,7 +52,7 @@ start() {
         as_pg "$B/initdb -D '$DIR/db' -A trust -U postgres >'$DIR/initdb.log'"
         port=$(spare_port)
         # Connections for concurrent test binaries (each case opens a pool).
-        as_pg "$B/pg_ctl -D '$DIR/db' -l '$DIR/log' -w -t 60 -o \"-p $port -k '$DIR' -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=on -c synchronous_commit=on\" start" >/dev/null
+        as_pg "$B/pg_ctl -D '$DIR/db' -l '$DIR/log' -w -t 60 -o \"-p $port -k '$DIR' -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=on -c synchronous_commit=on ${SLUICE_PG_OPTIONS:-}\" start" >/dev/null
         echo "postgres://postgres@127.0.0.1:$port/postgres" >"$DIR/url"
     fi
     echo "pg.sh: PostgreSQL running at $(cat "$DIR/url")" >&2

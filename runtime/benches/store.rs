@@ -109,7 +109,7 @@ where
     F: Fn(Arc<EmbeddedStore>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = u64> + Send,
 {
-    let flushes_before = store.stats().await.expect("stats").flushes;
+    let flushes_before = store.stats().await.expect("stats").durable_commits;
     let stop = Arc::new(AtomicBool::new(false));
     let ops = Arc::new(AtomicU64::new(0));
     let body = Arc::new(body);
@@ -133,7 +133,7 @@ where
         h.await.expect("task");
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let flushes = store.stats().await.expect("stats").flushes - flushes_before;
+    let flushes = store.stats().await.expect("stats").durable_commits - flushes_before;
     Sample {
         ops: ops.load(Ordering::Relaxed),
         secs: elapsed,

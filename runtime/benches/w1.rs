@@ -15,6 +15,12 @@
 //! `examples/<lang>/w1`), `W1_MEMORY_MB` (the handler's memory limit, default
 //! the policy's), `W1_SLUICE_BIN` (the server binary to run, default the one
 //! this bench was built with: pairs of builds can be compared side by side).
+//!
+//! Options (after `--`): `--store postgres://user@host:port/db` runs the
+//! servers on that PostgreSQL database instead of the embedded store, in a
+//! fresh schema dropped at the end; `--runners N` (PostgreSQL only, default
+//! one) starts N `sluice serve` processes on it: the phases talk to the
+//! first, every runner drains (`W1_STORE`, `W1_RUNNERS` do the same).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -40,6 +46,53 @@ fn payload(i: u64) -> String {
     p
 }
 
+/// Where the servers keep the queue.
+#[derive(Clone)]
+enum Backend {
+    Embedded,
+    /// A database URL and the schema of this run.
+    Postgres {
+        url: String,
+        schema: String,
+    },
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            Backend::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+/// The command line and environment: `--store URL`, `--runners N`.
+fn options() -> (Backend, usize) {
+    let mut store = std::env::var("W1_STORE").ok();
+    let mut runners = env_num("W1_RUNNERS", 1) as usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--store" => store = args.next(),
+            "--runners" => runners = args.next().and_then(|n| n.parse().ok()).unwrap_or(1),
+            _ => {} // `--bench` and cargo's filters
+        }
+    }
+    let backend = match store.as_deref() {
+        None | Some("embedded") => Backend::Embedded,
+        Some(url) if url.starts_with("postgres") => Backend::Postgres {
+            url: url.to_string(),
+            schema: format!("w1_{}", std::process::id()),
+        },
+        Some(other) => panic!("--store {other:?}: expected embedded or postgres://..."),
+    };
+    assert!(
+        runners >= 1 && (runners == 1 || matches!(backend, Backend::Postgres { .. })),
+        "--runners N needs --store postgres://... (and N >= 1)"
+    );
+    (backend, runners)
+}
+
 struct Server {
     child: Child,
     base: String,
@@ -54,7 +107,8 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start() -> Server {
+    /// Runner number `runner` of the run on `backend`.
+    fn start(backend: &Backend, runner: usize) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -63,14 +117,26 @@ impl Server {
             .port();
         let bin = std::env::var("W1_SLUICE_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sluice").to_string());
-        let child = Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir.path())
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path());
+        if let Backend::Postgres { url, schema } = backend {
+            let config = dir.path().join("sluice.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[store]\ntype = \"postgres\"\nurl = {url:?}\nschema = {schema:?}\nrunner_id = \"w1-{runner}\"\n"
+                ),
+            )
+            .expect("config file");
+            cmd.arg("--config").arg(config);
+        }
+        let child = cmd
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -294,18 +360,31 @@ async fn run() {
             wasm_path.display()
         )
     });
-    let server = Server::start();
-    let base = server.base.clone();
+    let (backend, runners) = options();
     let c = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
-    for _ in 0..200 {
-        if c.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
+    // One at a time: the first creates the schema.
+    let mut servers = Vec::new();
+    for i in 0..runners {
+        let server = Server::start(&backend, i);
+        let mut up = false;
+        for _ in 0..400 {
+            if c.get(format!("{}/healthz", server.base))
+                .send()
+                .await
+                .is_ok()
+            {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(up, "runner {i} did not answer /healthz within 20 s");
+        servers.push(server);
     }
+    let base = servers[0].base.clone();
     // (a) enqueue: single requests go to a topic whose handler stays paused.
     register(&c, &base, "w1-single", "w1-single", &wasm, concurrency).await;
     set_paused(&c, &base, "w1-single", true).await;
@@ -315,14 +394,14 @@ async fn run() {
     set_paused(&c, &base, "w1", true).await;
     let batch = enqueue_batches(&c, &base, "w1", n, 500).await;
     // (b) drain.
-    let (start, (cpu0, faults0)) = (Instant::now(), server.cpu_and_faults());
+    let (start, (cpu0, faults0)) = (Instant::now(), servers[0].cpu_and_faults());
     set_paused(&c, &base, "w1", false).await;
     while succeeded(&c, &base, "w1").await < n {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let wall = start.elapsed().as_secs_f64();
     let drain = n as f64 / wall;
-    let (cpu1, faults1) = server.cpu_and_faults();
+    let (cpu1, faults1) = servers[0].cpu_and_faults();
     let cpu = cpu1 - cpu0;
     let cpu_us = cpu * 1e6 / n as f64;
     let faults = (faults1 - faults0) / n as f64;
@@ -350,9 +429,18 @@ async fn run() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let (p50, p99) = latency_quantiles(&c, &base, "w1-latency").await;
-    let rss = server.peak_rss_mb();
+    let rss = servers[0].peak_rss_mb();
+    drop(servers);
+    if let Backend::Postgres { url, schema } = &backend {
+        drop_schema(url, schema).await;
+    }
+    let group_commit = match backend {
+        Backend::Embedded => "flusher-thread window=1ms-while-attempts-run",
+        Backend::Postgres { .. } => "committer-task shared-transaction",
+    };
     let settings = format!(
-        "n={n} handler_concurrency={concurrency} pool=256 group_commit=flusher-thread window=1ms-while-attempts-run allocator={} batch=500 clients=16 rate={rate}/s for {seconds}s profile={}",
+        "store={} runners={runners} n={n} handler_concurrency={concurrency} pool=256 group_commit={group_commit} allocator={} batch=500 clients=16 rate={rate}/s for {seconds}s profile={}",
+        backend.name(),
         if cfg!(feature = "mimalloc") {
             "mimalloc"
         } else {
@@ -365,7 +453,8 @@ async fn run() {
         }
     );
     println!(
-        "SYSTEM=sluice handler={lang} enqueue_single_jps={single16:.0} enqueue_batch_jps={batch:.0} drain_jps={drain:.0} drain_cpu_us_per_job={cpu_us:.0} drain_cpu_pct={cpu_pct:.0} drain_faults_per_job={faults:.0} p50_ms={p50:.2} p99_ms={p99:.2} rss_mb={rss:.0} settings=\"{settings}\""
+        "SYSTEM=sluice-{} handler={lang} enqueue_single_jps={single16:.0} enqueue_batch_jps={batch:.0} drain_jps={drain:.0} drain_cpu_us_per_job={cpu_us:.0} drain_cpu_pct={cpu_pct:.0} drain_faults_per_job={faults:.0} p50_ms={p50:.2} p99_ms={p99:.2} rss_mb={rss:.0} settings=\"{settings}\"",
+        backend.name()
     );
     println!(
         "\nW1: {n} messages of ~128 B, handler w1 in {lang} (JSON parse + FNV-1a), fsync before every ack.\n\
@@ -376,6 +465,23 @@ async fn run() {
          latency at {rate}/s: p50 {p50:.2} ms, p99 {p99:.2} ms (server end-to-end histogram)\n\
          peak RSS of the server: {rss:.0} MiB"
     );
+}
+
+/// Drops the run's schema (its tables and everything in them).
+async fn drop_schema(url: &str, schema: &str) {
+    let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await else {
+        eprintln!("could not connect to drop schema {schema}");
+        return;
+    };
+    let conn = tokio::spawn(conn);
+    if let Err(e) = client
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+    {
+        eprintln!("DROP SCHEMA {schema}: {e}");
+    }
+    drop(client);
+    let _ = conn.await;
 }
 
 fn main() {

@@ -14,7 +14,6 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::clock::Timestamp;
 use crate::outcome::Outcome;
 use crate::sandbox::EgressPolicy;
 use crate::sandbox::config::{DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, MAX_TIMEOUT, WASM_PAGE_BYTES};
@@ -99,10 +98,12 @@ impl Default for HandlerPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Disposition {
-    /// Wait out a backoff, then become ready again.
+    /// Wait out a backoff, then become ready again. The backoff is relative:
+    /// the store adds it to its own "now" (the database's clock on
+    /// PostgreSQL), so a runner's clock never places a retry.
     Retry {
-        /// Not before this time.
-        at: Timestamp,
+        /// How long to wait, from the moment the store records the failure.
+        after: Duration,
     },
     /// Move to the handler's DLQ.
     Dead {
@@ -219,18 +220,12 @@ impl HandlerPolicy {
     /// any other failure (an exit code, a trap, a limit, an interrupted
     /// attempt: an expired lease, a restart, a host error) goes by
     /// [`after_failure`](Self::after_failure). The one fate rule.
-    pub fn fate(
-        &self,
-        outcome: &Outcome,
-        attempt: u32,
-        now: Timestamp,
-        rng: &mut impl Rng,
-    ) -> Disposition {
+    pub fn fate(&self, outcome: &Outcome, attempt: u32, rng: &mut impl Rng) -> Disposition {
         match outcome {
             Outcome::Rejected => Disposition::Dead {
                 reason: REJECTED.to_string(),
             },
-            outcome => self.after_failure(attempt, &outcome.summary(), now, rng),
+            outcome => self.after_failure(attempt, &outcome.summary(), rng),
         }
     }
 
@@ -238,13 +233,7 @@ impl HandlerPolicy {
     /// `summary`: retry after a backoff while attempts remain, else dead (the
     /// reason names the count and the last failure). Used through
     /// [`fate`](Self::fate).
-    pub fn after_failure(
-        &self,
-        attempt: u32,
-        summary: &str,
-        now: Timestamp,
-        rng: &mut impl Rng,
-    ) -> Disposition {
+    pub fn after_failure(&self, attempt: u32, summary: &str, rng: &mut impl Rng) -> Disposition {
         if attempt >= self.max_attempts() {
             Disposition::Dead {
                 reason: format!(
@@ -254,7 +243,7 @@ impl HandlerPolicy {
             }
         } else {
             Disposition::Retry {
-                at: now.plus(self.backoff(attempt, rng)),
+                after: self.backoff(attempt, rng),
             }
         }
     }
@@ -290,12 +279,11 @@ mod tests {
     fn sixth_failure_is_dead() {
         let p = HandlerPolicy::default();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let now = Timestamp(0);
         assert!(matches!(
-            p.after_failure(5, "exit 3", now, &mut rng),
+            p.after_failure(5, "exit 3", &mut rng),
             Disposition::Retry { .. }
         ));
-        match p.after_failure(6, "exit 3", now, &mut rng) {
+        match p.after_failure(6, "exit 3", &mut rng) {
             Disposition::Dead { reason } => assert!(reason.contains("6 of 6"), "{reason}"),
             d => panic!("{d:?}"),
         }

@@ -68,10 +68,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let max_payload_bytes = store_settings.config.max_payload_bytes;
     let store: Arc<dyn Store> = match store_settings.backend {
-        StoreBackend::Embedded => Arc::new(
-            EmbeddedStore::open(
+        StoreBackend::Embedded(tuning) => Arc::new(
+            EmbeddedStore::open_with(
                 &server.data_dir.join("queue"),
                 store_settings.config,
+                &tuning,
                 clock.clone(),
             )
             .with_context(|| format!("cannot open the store in {}", server.data_dir.display()))?,

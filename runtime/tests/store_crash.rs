@@ -30,7 +30,9 @@ use uuid::Uuid;
 use sluice::clock::SystemClock;
 use sluice::policy::HandlerPolicy;
 use sluice::store::conformance::helpers::{handler_with, ok};
-use sluice::store::{DeliveryState, EmbeddedStore, NewMessage, Store, StoreConfig, StoreError};
+use sluice::store::{
+    DeliveryState, EmbeddedSettings, EmbeddedStore, NewMessage, Store, StoreConfig, StoreError,
+};
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD_DIR";
 const ROUNDS: usize = 15;
@@ -40,11 +42,12 @@ const CONSUMERS: usize = 8;
 /// Checkpoints every MiB of log, so kills also land in checkpoints and
 /// compactions, and reopens load images as well as replay logs.
 fn open(dir: &Path) -> EmbeddedStore {
-    let config = StoreConfig {
+    let tuning = EmbeddedSettings {
         checkpoint_bytes: 1 << 20,
-        ..StoreConfig::default()
+        ..EmbeddedSettings::default()
     };
-    EmbeddedStore::open(dir, config, Arc::new(SystemClock)).expect("open store")
+    EmbeddedStore::open_with(dir, StoreConfig::default(), &tuning, Arc::new(SystemClock))
+        .expect("open store")
 }
 
 /// One acknowledged line on stdout, written and flushed as a whole.

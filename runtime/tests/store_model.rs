@@ -563,7 +563,7 @@ impl World {
                 } else {
                     (
                         failed(),
-                        policy().after_failure(attempt, "exit 3", now, &mut self.rng),
+                        policy().after_failure(attempt, "exit 3", &mut self.rng),
                     )
                 };
                 self.s()
@@ -574,7 +574,7 @@ impl World {
                 d.lease = None;
                 self.model.stale.push(lease);
                 match disp {
-                    Disposition::Retry { at } => d.st = St::Retrying(at),
+                    Disposition::Retry { after } => d.st = St::Retrying(now.plus(after)),
                     Disposition::Dead { .. } => {
                         d.st = St::Dead;
                         self.model.unblock_after(id, now);

@@ -423,7 +423,9 @@ pub struct StatsView {
     pub ready: u64,
     /// Age of the oldest ready delivery of any handler, ms.
     pub oldest_ready_age_ms: Option<u64>,
-    /// Store flushes so far (group commit).
+    /// Durable commits so far (group commit): the embedded store's fsyncs,
+    /// PostgreSQL's synchronous COMMITs by this runner. Named `flushes` on
+    /// the wire since it was the embedded store's alone.
     pub flushes: u64,
 }
 
@@ -464,7 +466,7 @@ impl StatsView {
             oldest_ready_age_ms: handlers.iter().filter_map(|h| h.oldest_ready_age_ms).max(),
             handlers,
             topics: s.topic_depth,
-            flushes: s.flushes,
+            flushes: s.durable_commits,
         }
     }
 }

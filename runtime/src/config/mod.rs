@@ -27,7 +27,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::sandbox::SandboxConfig;
-use crate::store::StoreConfig;
+use crate::store::{EmbeddedSettings, StoreConfig};
 use crate::worker::RunnerConfig;
 use file::{File, StoreType};
 
@@ -125,23 +125,29 @@ impl Default for ApiConfig {
 /// The store: which backend, and the limits every backend applies.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreSettings {
-    /// `type`. Default [`StoreBackend::Embedded`].
+    /// `type`. Default [`StoreBackend::Embedded`] with its default tuning.
     pub backend: StoreBackend,
-    /// Limits and retention; `checkpoint_bytes` and `group_commit_window` are
-    /// the embedded engine's.
+    /// Limits and retention, the same for every backend (a backend's own
+    /// tuning is in its [`StoreBackend`] variant).
     pub config: StoreConfig,
 }
 
 /// Which store backend `sluice serve` opens (`[store] type`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreBackend {
     /// The embedded write-ahead-log store in `<data_dir>/queue`, its
-    /// checkpoints in sled.
-    #[default]
-    Embedded,
+    /// checkpoints in sled, with its tuning (`checkpoint_bytes`,
+    /// `group_commit_window`).
+    Embedded(EmbeddedSettings),
     /// A PostgreSQL database shared by any number of runners (docs/scale-out.md).
     Postgres(PgSettings),
+}
+
+impl Default for StoreBackend {
+    fn default() -> Self {
+        StoreBackend::Embedded(EmbeddedSettings::default())
+    }
 }
 
 /// `[store] type = "postgres"`: where the database is and how to use it.
@@ -360,7 +366,13 @@ impl Config {
                 if let Some((key, _)) = pg_key {
                     return other_backend(key, "embedded");
                 }
-                StoreBackend::Embedded
+                let mut e = match &self.store.backend {
+                    StoreBackend::Embedded(e) => e.clone(),
+                    _ => EmbeddedSettings::default(),
+                };
+                set(&mut e.checkpoint_bytes, store.checkpoint_bytes);
+                set(&mut e.group_commit_window, store.group_commit_window);
+                StoreBackend::Embedded(e)
             }
             Some(StoreType::Postgres) => {
                 if let Some((key, _)) = embedded_key {
@@ -391,8 +403,6 @@ impl Config {
         set(&mut s.idempotency_window, store.idempotency_window);
         set(&mut s.message_retention, store.message_retention);
         set(&mut s.dlq_retention, store.dlq_retention);
-        set(&mut s.checkpoint_bytes, store.checkpoint_bytes);
-        set(&mut s.group_commit_window, store.group_commit_window);
 
         let r = &mut self.runner;
         set(&mut r.poll_interval, runner.poll_interval);
@@ -431,7 +441,12 @@ impl Config {
         }
         set(&mut self.sandbox.pool_instances, o.pool_instances);
         match &o.store {
-            Some(StoreChoice::Embedded) => self.store.backend = StoreBackend::Embedded,
+            Some(StoreChoice::Embedded)
+                if !matches!(self.store.backend, StoreBackend::Embedded(_)) =>
+            {
+                self.store.backend = StoreBackend::Embedded(EmbeddedSettings::default());
+            }
+            Some(StoreChoice::Embedded) => {}
             Some(StoreChoice::Postgres(url)) => match &mut self.store.backend {
                 StoreBackend::Postgres(pg) => pg.url = url.clone(),
                 b => *b = StoreBackend::Postgres(PgSettings::with_url(url.clone())),
@@ -462,17 +477,19 @@ impl Config {
         if s.max_topic_depth == 0 {
             return bad("[store] max_topic_depth", "must be at least 1".into());
         }
-        if s.checkpoint_bytes < MIN_CHECKPOINT_BYTES {
-            return bad(
-                "[store] checkpoint_bytes",
-                format!("{} bytes is below 1 MiB", s.checkpoint_bytes),
-            );
-        }
-        if s.group_commit_window > MAX_GROUP_COMMIT_WINDOW {
-            return bad(
-                "[store] group_commit_window",
-                format!("{:?} is more than 1 s", s.group_commit_window),
-            );
+        if let StoreBackend::Embedded(e) = &self.store.backend {
+            if e.checkpoint_bytes < MIN_CHECKPOINT_BYTES {
+                return bad(
+                    "[store] checkpoint_bytes",
+                    format!("{} bytes is below 1 MiB", e.checkpoint_bytes),
+                );
+            }
+            if e.group_commit_window > MAX_GROUP_COMMIT_WINDOW {
+                return bad(
+                    "[store] group_commit_window",
+                    format!("{:?} is more than 1 s", e.group_commit_window),
+                );
+            }
         }
         if let StoreBackend::Postgres(pg) = &self.store.backend {
             if pg.pool_size == 0 || pg.pool_size > 1024 {

@@ -86,7 +86,10 @@ fn every_section_is_read_into_the_running_configuration() {
     assert_eq!(
         c.store,
         StoreSettings {
-            backend: StoreBackend::Embedded,
+            backend: StoreBackend::Embedded(EmbeddedSettings {
+                checkpoint_bytes: 128 << 20,
+                group_commit_window: Duration::from_millis(2),
+            }),
             config: StoreConfig {
                 max_payload_bytes: 2 << 20,
                 max_topic_depth: 5000,
@@ -94,8 +97,6 @@ fn every_section_is_read_into_the_running_configuration() {
                 idempotency_window: Duration::from_secs(3600),
                 message_retention: 2 * day,
                 dlq_retention: 3 * day,
-                checkpoint_bytes: 128 << 20,
-                group_commit_window: Duration::from_millis(2),
             },
         }
     );

@@ -111,7 +111,7 @@ impl Collector for StoreCollector {
                 (labels, *depth as i64)
             }),
         )?;
-        let flushes = ConstCounter::new(self.stats.flushes);
+        let flushes = ConstCounter::new(self.stats.durable_commits);
         flushes.encode(encoder.encode_descriptor(
             "sluice_store_flushes",
             "Store flushes (group commits)",
@@ -138,11 +138,11 @@ struct BatchHistogram {
 }
 
 impl BatchHistogram {
-    /// From [`Stats::flush_batches`] (`u64::MAX` meaning +Inf); a +Inf
+    /// From [`Stats::commit_batches`] (`u64::MAX` meaning +Inf); a +Inf
     /// bucket is added when missing, so the series is always complete.
     fn of(stats: &Stats) -> BatchHistogram {
         let mut buckets: Vec<(f64, u64)> = stats
-            .flush_batches
+            .commit_batches
             .iter()
             .map(|&(bound, n)| {
                 // prometheus-client writes `f64::MAX` as `+Inf`.
@@ -159,7 +159,7 @@ impl BatchHistogram {
         }
         BatchHistogram {
             buckets,
-            sum: stats.flushed_ops as f64,
+            sum: stats.durable_ops as f64,
         }
     }
 }

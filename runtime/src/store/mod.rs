@@ -58,7 +58,7 @@ mod postgres;
 mod schedule;
 mod validate;
 
-pub use embedded::EmbeddedStore;
+pub use embedded::{EmbeddedSettings, EmbeddedStore};
 pub use postgres::{
     DEFAULT_POLL_FALLBACK as PG_DEFAULT_POLL_FALLBACK, DEFAULT_POOL_SIZE as PG_DEFAULT_POOL_SIZE,
     DEFAULT_SCHEMA as PG_DEFAULT_SCHEMA, PgOptions, PgStore, PgTime,
@@ -71,7 +71,7 @@ pub use schedule::{
     SCHEDULE_HEADERS, ScheduleAdvance, ScheduleRecord, ScheduleSpec,
 };
 pub(crate) use validate::{
-    check_same_topic, new_id, validate_message, validate_outbox, validate_spec,
+    check_same_topic, new_id, outbox_message, validate_message, validate_outbox, validate_spec,
 };
 
 /// A message's id: a UUID v7, so ids sort by enqueue time.
@@ -79,7 +79,9 @@ pub type MessageId = Uuid;
 /// A delivery's id (one message for one handler): a UUID v7.
 pub type DeliveryId = Uuid;
 
-/// Limits and retention of a store. Defaults per SPEC §2–3.
+/// Limits and retention of a store, the same for every backend. Defaults per
+/// SPEC §2–3. A backend's own tuning is its own: [`EmbeddedSettings`] for the
+/// embedded engine's log, [`PgOptions`] for PostgreSQL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StoreConfig {
@@ -96,18 +98,6 @@ pub struct StoreConfig {
     pub dlq_retention: Duration,
     /// Most headers per message. Default 64.
     pub max_headers: usize,
-    /// Write-ahead log size that triggers a checkpoint (the changes since the
-    /// last one written to the backend's own storage, then older log files
-    /// deleted). Default 64 MiB; bounds the replay at open and the log files
-    /// a checkpoint reads back.
-    pub checkpoint_bytes: u64,
-    /// Longest time a flush waits, while attempts are running and settling,
-    /// for their outcomes to share its fsync. Default 1 ms; zero flushes at
-    /// once. Only taken when attempts are in flight and one settled since the
-    /// last flush, so an idle queue's latency is unchanged, and so is an
-    /// enqueue's beside long-running guests; under load it trades up to this
-    /// much latency for fewer fsyncs per job (docs/store.md).
-    pub group_commit_window: Duration,
 }
 
 impl Default for StoreConfig {
@@ -119,14 +109,12 @@ impl Default for StoreConfig {
             message_retention: Duration::from_secs(7 * 24 * 3600),
             dlq_retention: Duration::from_secs(14 * 24 * 3600),
             max_headers: 64,
-            checkpoint_bytes: 64 << 20,
-            group_commit_window: Duration::from_millis(1),
         }
     }
 }
 
 /// Upper bounds of the durable-commit batch-size histogram in
-/// [`Stats::flush_batches`] (`u64::MAX` = +Inf), for every backend.
+/// [`Stats::commit_batches`] (`u64::MAX` = +Inf), for every backend.
 pub const COMMIT_BATCH_BOUNDS: [u64; 12] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, u64::MAX];
 
 /// A message to enqueue.
@@ -521,14 +509,16 @@ pub struct Stats {
     pub handlers: Vec<HandlerStats>,
     /// Open deliveries per topic (the backpressure measure).
     pub topic_depth: BTreeMap<String, u64>,
-    /// Flushes (fsyncs) done since the store was opened.
-    pub flushes: u64,
-    /// Verbs those flushes made durable (group commit: `flushed_ops / flushes`
-    /// is the mean batch).
-    pub flushed_ops: u64,
-    /// Flushes by batch size: (upper bound, count), non-cumulative; the last
-    /// bound is `u64::MAX` (+Inf).
-    pub flush_batches: Vec<(u64, u64)>,
+    /// Durable commits made since the store was opened: the embedded
+    /// store's log fsyncs, PostgreSQL's synchronous COMMITs (every runner
+    /// counts its own).
+    pub durable_commits: u64,
+    /// Verbs those commits made durable (group commit: `durable_ops /
+    /// durable_commits` is the mean batch).
+    pub durable_ops: u64,
+    /// Durable commits by the verbs they covered: (upper bound, count),
+    /// non-cumulative; the last bound is `u64::MAX` (+Inf).
+    pub commit_batches: Vec<(u64, u64)>,
 }
 
 /// What one prune pass removed.

@@ -1,10 +1,13 @@
 //! The input rules every backend enforces before it touches anything, and
 //! the id every backend mints: one copy, shared.
 
+use std::collections::BTreeMap;
+
 use uuid::Uuid;
 
 use super::{
-    HandlerRecord, HandlerSpec, NewMessage, OutboxMessage, StoreConfig, StoreError, StoreResult,
+    HandlerRecord, HandlerSpec, MessageId, NewMessage, OutboxMessage, StoreConfig, StoreError,
+    StoreResult,
 };
 use crate::clock::Timestamp;
 use crate::names::{validate_handler, validate_header, validate_key, validate_topic};
@@ -82,4 +85,28 @@ pub(crate) fn new_id(t: Timestamp) -> Uuid {
         ((t.0 % 1000) * 1_000_000) as u32,
     );
     Uuid::new_v7(ts)
+}
+
+/// The message an attempt's outbox entry `index` becomes, every backend: its
+/// idempotency key derives from (parent message, handler, index), so a re-run
+/// of the attempt never publishes it twice; its headers name the parent and
+/// the publisher; a delay counts from `now`, the completion.
+pub(crate) fn outbox_message(
+    parent: MessageId,
+    handler: &str,
+    index: usize,
+    o: OutboxMessage,
+    now: Timestamp,
+) -> NewMessage {
+    let mut headers = BTreeMap::new();
+    headers.insert("sluice-parent".to_string(), parent.to_string());
+    headers.insert("sluice-publisher".to_string(), handler.to_string());
+    NewMessage {
+        topic: o.topic,
+        payload: o.payload,
+        ordering_key: o.ordering_key,
+        idempotency_key: Some(format!("outbox:{parent}:{handler}:{index}")),
+        headers,
+        not_before: o.delay.map(|d| now.plus(d)),
+    }
 }

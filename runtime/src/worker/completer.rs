@@ -26,10 +26,9 @@ pub async fn settle(ctx: &Context, handler: &HandlerRecord, leased: Leased, done
             false,
         ),
         outcome => {
-            let disposition =
-                handler
-                    .policy
-                    .fate(outcome, leased.attempt, ctx.clock.now(), &mut rand::rng());
+            let disposition = handler
+                .policy
+                .fate(outcome, leased.attempt, &mut rand::rng());
             let dead = matches!(disposition, Disposition::Dead { .. });
             tracing::info!(outcome = %outcome.summary(), ?disposition, "attempt failed");
             (

@@ -11,6 +11,12 @@ use tokio::task::JoinSet;
 use super::{Context, completer, executor};
 use crate::store::StoreError;
 
+/// Under a backlog, the producer leases again once this many of a handler's
+/// `concurrency` slots are free: a quarter of them (at least one).
+fn lease_batch(concurrency: usize) -> usize {
+    (concurrency / 4).max(1)
+}
+
 /// Runs until the handler is removed or shutdown begins; then waits for its
 /// attempts in flight. Returns the handler's name.
 pub async fn run(ctx: Arc<Context>, handler: String) -> String {
@@ -75,10 +81,22 @@ pub async fn run(ctx: Arc<Context>, handler: String) -> String {
         }
         while attempts.try_join_next().is_some() {}
         if full_batch {
-            // There may be more ready; slots decide when to lease again.
-            tokio::select! {
-                _ = slot_freed.notified() => {}
-                _ = stopping.changed() => {}
+            // There may be more ready; slots decide when to lease again, a
+            // batch of them at a time: one lease per freed slot would cost
+            // a store round trip per job under a backlog. Waiting for slots
+            // cannot stall: while fewer than a batch are free, more than
+            // three quarters of the slots hold attempts, and each ends.
+            let batch = lease_batch(record.policy.concurrency as usize);
+            loop {
+                tokio::select! {
+                    _ = slot_freed.notified() => {}
+                    _ = stopping.changed() => break,
+                }
+                let free = (record.policy.concurrency as usize)
+                    .saturating_sub(in_flight.load(Ordering::Acquire));
+                if free >= batch {
+                    break;
+                }
             }
             continue;
         }

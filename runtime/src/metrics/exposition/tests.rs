@@ -20,9 +20,9 @@ fn stats() -> Stats {
             oldest_ready_at: Some(Timestamp(1_000)),
         }],
         topic_depth: [("t".to_string(), 7)].into(),
-        flushes: 3,
-        flushed_ops: 9,
-        flush_batches: vec![(1, 0), (2, 1), (4, 2), (u64::MAX, 0)],
+        durable_commits: 3,
+        durable_ops: 9,
+        commit_batches: vec![(1, 0), (2, 1), (4, 2), (u64::MAX, 0)],
     }
 }
 
@@ -161,7 +161,7 @@ fn values_and_histograms() {
 #[test]
 fn a_missing_inf_bucket_is_added() {
     let mut s = stats();
-    s.flush_batches = vec![(8, 2)];
+    s.commit_batches = vec![(8, 2)];
     let text = render(s, &Metrics::default(), Timestamp(0), Format::Classic);
     assert!(
         text.contains("sluice_group_commit_batch_size_bucket{le=\"+Inf\"} 2\n"),

@@ -101,7 +101,7 @@ pub async fn replay_dead_resets_attempts_keeps_history<H: Harness>(cx: Ctx<H>) {
         Err(StoreError::NotDead(d)) => assert_eq!(d, did),
         other => panic!("replay of a leased delivery: expected NotDead, got {other:?}"),
     }
-    s.fail(&l.lease, failed(), retry_in(cx.now(), Duration::ZERO))
+    s.fail(&l.lease, failed(), retry_in(Duration::ZERO))
         .await
         .unwrap();
     s.promote_due(10).await.unwrap();

@@ -274,13 +274,9 @@ pub async fn stats_count_every_state<H: Harness>(cx: Ctx<H>) {
     let l = s.lease("h", 4).await.unwrap();
     s.complete(&l[0].lease, ok(), vec![]).await.unwrap();
     s.fail(&l[1].lease, failed(), dead("x")).await.unwrap();
-    s.fail(
-        &l[2].lease,
-        failed(),
-        retry_in(cx.now(), Duration::from_secs(9)),
-    )
-    .await
-    .unwrap();
+    s.fail(&l[2].lease, failed(), retry_in(Duration::from_secs(9)))
+        .await
+        .unwrap();
     let st = s.stats().await.unwrap();
     let h = &st.handlers[0];
     let want: BTreeMap<_, _> = [

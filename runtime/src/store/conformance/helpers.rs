@@ -218,9 +218,9 @@ pub fn assert_lease_lost<T: std::fmt::Debug>(r: StoreResult<T>, id: DeliveryId, 
     }
 }
 
-/// A retry `d` after `cx_now`.
-pub fn retry_in(cx_now: Timestamp, d: Duration) -> Disposition {
-    Disposition::Retry { at: cx_now.plus(d) }
+/// A retry `d` after the store records the failure.
+pub fn retry_in(d: Duration) -> Disposition {
+    Disposition::Retry { after: d }
 }
 
 /// A dead letter with `reason`.

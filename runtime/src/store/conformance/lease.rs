@@ -212,9 +212,15 @@ pub async fn fail_with_retry_waits_then_redelivers<H: Harness>(cx: Ctx<H>) {
     let id = enqueue1(s, msg("t", "x")).await;
     let l = lease_all(s, "h").await.remove(0);
     let at = cx.now().plus(Duration::from_secs(2));
-    s.fail(&l.lease, failed(), Disposition::Retry { at })
-        .await
-        .unwrap();
+    s.fail(
+        &l.lease,
+        failed(),
+        Disposition::Retry {
+            after: Duration::from_secs(2),
+        },
+    )
+    .await
+    .unwrap();
     let d = delivery_of(s, id, "h").await;
     assert_eq!(d.state, DeliveryState::Retrying);
     assert_eq!(d.next_at, Some(at));
@@ -281,11 +287,12 @@ pub async fn policy_backoff_sequence_reaches_dlq<H: Harness>(cx: Ctx<H>) {
         let l = lease_all(s, "h").await;
         assert_eq!(l.len(), 1, "attempt {attempt} leased");
         assert_eq!(l[0].attempt, attempt);
-        let disp = p.after_failure(attempt, "exit 3", cx.now(), &mut rng);
+        let disp = p.after_failure(attempt, "exit 3", &mut rng);
         s.fail(&l[0].lease, failed(), disp.clone()).await.unwrap();
         let d = delivery_of(s, id, "h").await;
         match disp {
-            Disposition::Retry { at } => {
+            Disposition::Retry { after } => {
+                let at = cx.now().plus(after);
                 assert_backoff(&p, attempt, cx.now(), at);
                 assert_eq!(d.state, DeliveryState::Retrying);
                 assert_eq!(d.next_at, Some(at));

@@ -60,13 +60,9 @@ pub async fn retrying_head_blocks_only_its_key<H: Harness>(cx: Ctx<H>) {
         .unwrap();
     let l = lease_all(s, "h").await;
     assert_eq!(payloads(&l), ["k1"]);
-    s.fail(
-        &l[0].lease,
-        failed(),
-        retry_in(cx.now(), Duration::from_secs(1)),
-    )
-    .await
-    .unwrap();
+    s.fail(&l[0].lease, failed(), retry_in(Duration::from_secs(1)))
+        .await
+        .unwrap();
     s.enqueue(vec![keyed("t", "j1", "j"), msg("t", "u1")])
         .await
         .unwrap();

@@ -222,13 +222,9 @@ pub async fn query_by_outcome_and_time<H: Harness>(cx: Ctx<H>) {
         message: "wasm trap".into(),
         backtrace: String::new(),
     };
-    s.fail(
-        &l[1].lease,
-        report(trap),
-        retry_in(cx.now(), Duration::from_secs(1)),
-    )
-    .await
-    .unwrap();
+    s.fail(&l[1].lease, report(trap), retry_in(Duration::from_secs(1)))
+        .await
+        .unwrap();
     s.complete(&l[2].lease, ok(), vec![]).await.unwrap();
 
     let kind = |k: &str| DeliveryQuery {

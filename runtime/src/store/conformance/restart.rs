@@ -21,13 +21,9 @@ pub async fn ready_signal_wakes_on_enqueue<H: Harness>(cx: Ctx<H>) {
     assert!(rx.has_changed().unwrap(), "enqueue signals");
     rx.borrow_and_update();
     let l = lease_all(s, "h").await.remove(0);
-    s.fail(
-        &l.lease,
-        failed(),
-        retry_in(cx.now(), Duration::from_secs(1)),
-    )
-    .await
-    .unwrap();
+    s.fail(&l.lease, failed(), retry_in(Duration::from_secs(1)))
+        .await
+        .unwrap();
     rx.borrow_and_update();
     cx.advance(Duration::from_secs(1));
     s.promote_due(10).await.unwrap();
@@ -56,7 +52,7 @@ pub async fn handlers_signal_wakes_on_handler_changes<H: Harness>(cx: Ctx<H>) {
 pub async fn group_commit_shares_flushes<H: Harness>(cx: Ctx<H>) {
     let s = cx.store();
     handler(s, "h", "t").await;
-    let before = s.stats().await.unwrap().flushes;
+    let before = s.stats().await.unwrap().durable_commits;
     let n = 256;
     let barrier = Arc::new(tokio::sync::Barrier::new(n));
     let mut tasks = Vec::new();
@@ -73,7 +69,7 @@ pub async fn group_commit_shares_flushes<H: Harness>(cx: Ctx<H>) {
         ids.insert(t.await.unwrap());
     }
     assert_eq!(ids.len(), n);
-    let flushes = s.stats().await.unwrap().flushes - before;
+    let flushes = s.stats().await.unwrap().durable_commits - before;
     assert!(flushes >= 1, "durable enqueues must flush");
     assert!(
         flushes <= n as u64 / 2,
@@ -107,13 +103,9 @@ pub async fn acknowledged_state_survives_restart<H: Harness>(mut cx: Ctx<H>) {
     let l = s.lease("h", 3).await.unwrap();
     s.complete(&l[0].lease, ok(), vec![]).await.unwrap();
     s.fail(&l[1].lease, failed(), dead("x")).await.unwrap();
-    s.fail(
-        &l[2].lease,
-        failed(),
-        retry_in(cx.now(), Duration::from_secs(5)),
-    )
-    .await
-    .unwrap();
+    s.fail(&l[2].lease, failed(), retry_in(Duration::from_secs(5)))
+        .await
+        .unwrap();
     let mut before = Vec::new();
     for id in &ids {
         before.push(s.message(*id).await.unwrap());

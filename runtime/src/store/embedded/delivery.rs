@@ -334,9 +334,9 @@ impl Inner {
         now: Timestamp,
     ) -> StoreResult<()> {
         match disposition {
-            Disposition::Retry { at } => {
+            Disposition::Retry { after } => {
                 rec.state = DeliveryState::Retrying;
-                rec.due = Some(at);
+                rec.due = Some(now.plus(after));
                 Ok(())
             }
             Disposition::Dead { reason } => self.kill(txn, rec, reason, now),

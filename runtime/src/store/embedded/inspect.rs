@@ -59,9 +59,9 @@ impl Inner {
         Ok(Stats {
             handlers: out,
             topic_depth,
-            flushes: done.flushes,
-            flushed_ops: self.flusher.durable_ops(),
-            flush_batches: FLUSH_BATCH_BOUNDS
+            durable_commits: done.flushes,
+            durable_ops: self.flusher.durable_ops(),
+            commit_batches: FLUSH_BATCH_BOUNDS
                 .iter()
                 .copied()
                 .zip(done.batches)

@@ -39,7 +39,7 @@
 //!   burst of N writers costs about two fsyncs, not N. A verb returns only
 //!   after a flush covering it succeeded, a duplicate enqueue included (it
 //!   waits until the original is durable).
-//! - **Checkpoints.** When the log file passes `StoreConfig::checkpoint_bytes`,
+//! - **Checkpoints.** When the log file passes `EmbeddedSettings::checkpoint_bytes`,
 //!   the flusher starts a new file and a checkpoint thread copies the older
 //!   files' records into sled's image ([`image`]) and deletes the files.
 //! - **Leases are not flushed on their own.** A lease lost in a crash only
@@ -82,6 +82,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -100,6 +101,34 @@ use super::{
 };
 use crate::clock::{Clock, Timestamp};
 use crate::policy::Disposition;
+
+/// The embedded engine's own tuning (the shared limits are
+/// [`StoreConfig`]'s). `[store] checkpoint_bytes` and `group_commit_window`
+/// in the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedSettings {
+    /// Write-ahead log size that triggers a checkpoint (the changes since the
+    /// last one written to sled, then older log files deleted). Default
+    /// 64 MiB; bounds the replay at open and the log files a checkpoint
+    /// reads back.
+    pub checkpoint_bytes: u64,
+    /// Longest time a flush waits, while attempts are running and settling,
+    /// for their outcomes to share its fsync. Default 1 ms; zero flushes at
+    /// once. Only taken when attempts are in flight and one settled since the
+    /// last flush, so an idle queue's latency is unchanged, and so is an
+    /// enqueue's beside long-running guests; under load it trades up to this
+    /// much latency for fewer fsyncs per job (docs/store.md).
+    pub group_commit_window: Duration,
+}
+
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        EmbeddedSettings {
+            checkpoint_bytes: 64 << 20,
+            group_commit_window: Duration::from_millis(1),
+        }
+    }
+}
 
 /// The embedded store. Cheap to clone; clones share the store.
 #[derive(Clone)]
@@ -178,13 +207,24 @@ impl EmbeddedStore {
         config: StoreConfig,
         clock: Arc<dyn Clock>,
     ) -> StoreResult<EmbeddedStore> {
+        EmbeddedStore::open_with(dir, config, &EmbeddedSettings::default(), clock)
+    }
+
+    /// [`EmbeddedStore::open`] with the engine's own tuning.
+    pub fn open_with(
+        dir: &Path,
+        config: StoreConfig,
+        settings: &EmbeddedSettings,
+        clock: Arc<dyn Clock>,
+    ) -> StoreResult<EmbeddedStore> {
         std::fs::create_dir_all(dir).map_err(StoreError::from_io)?;
-        let (image, entries, checkpointed) = SledImage::open_dir(dir, config.checkpoint_bytes)?;
+        let (image, entries, checkpointed) = SledImage::open_dir(dir, settings.checkpoint_bytes)?;
         EmbeddedStore::open_on(
             Arc::new(fs::OsFs),
             &dir.join("wal"),
             (image, entries, checkpointed),
             config,
+            settings,
             clock,
         )
     }
@@ -196,6 +236,7 @@ impl EmbeddedStore {
         wal_dir: &Path,
         (image, entries, checkpointed): (SledImage, image::Entries, u64),
         config: StoreConfig,
+        tuning: &EmbeddedSettings,
         clock: Arc<dyn Clock>,
     ) -> StoreResult<EmbeddedStore> {
         fs.create_dir_all(wal_dir)
@@ -222,8 +263,8 @@ impl EmbeddedStore {
             .map(|(_, n)| *n)
             .sum();
         let settings = FlushSettings {
-            checkpoint_bytes: config.checkpoint_bytes,
-            window: config.group_commit_window,
+            checkpoint_bytes: tuning.checkpoint_bytes,
+            window: tuning.group_commit_window,
             in_flight: Arc::new(AtomicU64::new(leased)),
             settled: Arc::default(),
         };

@@ -124,11 +124,11 @@ fn reference(written: &[(String, Vec<u8>)]) -> Vec<Digest> {
     out
 }
 
-fn config() -> StoreConfig {
-    StoreConfig {
+fn tuning() -> EmbeddedSettings {
+    EmbeddedSettings {
         // Checkpoints and compactions every few dozen batches.
         checkpoint_bytes: 24 << 10,
-        ..StoreConfig::default()
+        ..EmbeddedSettings::default()
     }
 }
 
@@ -148,7 +148,7 @@ async fn run_workload(
     seed: u64,
 ) -> (Vec<Done>, Arc<Mutex<SledLog>>) {
     let (image, entries, checkpointed) =
-        SledImage::open_dir(sled_dir, config().checkpoint_bytes).expect("sled");
+        SledImage::open_dir(sled_dir, tuning().checkpoint_bytes).expect("sled");
     copy_dir(sled_dir, &snapshots.join("0"));
     let log = Arc::new(Mutex::new(SledLog::default()));
     {
@@ -179,7 +179,8 @@ async fn run_workload(
         Arc::new(sim.clone()),
         &wal_dir(),
         (image, entries, checkpointed),
-        config(),
+        StoreConfig::default(),
+        &tuning(),
         Arc::new(clock.clone()),
     )
     .expect("open");
@@ -248,7 +249,7 @@ async fn run_workload(
                     } else {
                         let outcome = Outcome::Exit { code: 3 };
                         let policy = HandlerPolicy::default();
-                        let fate = policy.fate(&outcome, l.attempt, clock.now(), &mut rng);
+                        let fate = policy.fate(&outcome, l.attempt, &mut rng);
                         s.fail(&l.lease, report(outcome), fate).await.expect("fail");
                         Done::Failed {
                             delivery,
@@ -295,7 +296,7 @@ async fn check_cut(
     reference: &[Digest],
     done: &[Done],
 ) -> Result<(), String> {
-    let (image, entries, checkpointed) = SledImage::open_dir(sled_dir, config().checkpoint_bytes)
+    let (image, entries, checkpointed) = SledImage::open_dir(sled_dir, tuning().checkpoint_bytes)
         .map_err(|e| format!("sled image does not open: {e}"))?;
     // The key space recovered before anything else runs: a prefix of the
     // batches committed, to the byte.
@@ -316,7 +317,8 @@ async fn check_cut(
         Arc::new(disk),
         &wal_dir(),
         (image, entries, checkpointed),
-        config(),
+        StoreConfig::default(),
+        &tuning(),
         Arc::new(manual_clock()),
     )
     .map_err(|e| format!("store does not open: {e}"))?;

@@ -3,8 +3,6 @@
 //! its in-memory part here under the writer lock; the `Store` impl in
 //! [`super`] then waits for the flush where the verb needs durability.
 
-use std::collections::BTreeMap;
-
 use super::codec::{id_time_value, parse_id_time_value};
 use super::delivery::{DeliveryRec, new_id, save};
 use super::txn::Txn;
@@ -203,17 +201,7 @@ impl Inner {
             rec.state = DeliveryState::Succeeded;
             self.release_key(txn, rec, now)?;
             for (i, o) in outbox.into_iter().enumerate() {
-                let mut headers = BTreeMap::new();
-                headers.insert("sluice-parent".to_string(), rec.message_id.to_string());
-                headers.insert("sluice-publisher".to_string(), rec.handler.clone());
-                let m = NewMessage {
-                    topic: o.topic,
-                    payload: o.payload,
-                    ordering_key: o.ordering_key,
-                    idempotency_key: Some(format!("outbox:{}:{}:{i}", rec.message_id, rec.handler)),
-                    headers,
-                    not_before: o.delay.map(|d| now.plus(d)),
-                };
+                let m = crate::store::outbox_message(rec.message_id, &rec.handler, i, o, now);
                 if !self.enqueue_one(w, txn, m, now, true)?.duplicate {
                     txn.woke = true;
                 }

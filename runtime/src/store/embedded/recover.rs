@@ -108,7 +108,7 @@ impl Inner {
                 let outcome = report.outcome.clone();
                 self.finish_attempt(&mut txn, &mut rec, report, now)?;
                 let policy = record.map(|h| h.policy).unwrap_or_default();
-                let disposition = policy.fate(&outcome, rec.attempt, now, &mut w.rng);
+                let disposition = policy.fate(&outcome, rec.attempt, &mut w.rng);
                 self.dispose(&mut txn, &mut rec, disposition, now)?;
                 save(&mut txn, Some(&before), Some(&rec))?;
             }

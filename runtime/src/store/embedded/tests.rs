@@ -25,11 +25,17 @@ async fn register_h(s: &EmbeddedStore) {
 async fn flushes_gather_the_outcomes_of_running_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let clock = manual_clock();
-    let config = StoreConfig {
+    let tuning = EmbeddedSettings {
         group_commit_window: Duration::from_secs(600),
-        ..StoreConfig::default()
+        ..EmbeddedSettings::default()
     };
-    let s = EmbeddedStore::open(dir.path(), config, Arc::new(clock.clone())).unwrap();
+    let s = EmbeddedStore::open_with(
+        dir.path(),
+        StoreConfig::default(),
+        &tuning,
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
     let setup = async {
         register_h(&s).await;
         for i in 0..8 {
@@ -46,7 +52,7 @@ async fn flushes_gather_the_outcomes_of_running_attempts() {
         .expect("with nothing leased, no flush waits for the window");
     let leased = s.lease("h", 8).await.unwrap();
     assert_eq!(leased.len(), 8);
-    let before = s.stats().await.unwrap().flushes;
+    let before = s.stats().await.unwrap().durable_commits;
     let tasks: Vec<_> = leased
         .into_iter()
         .map(|l| {
@@ -61,7 +67,7 @@ async fn flushes_gather_the_outcomes_of_running_attempts() {
     for t in tasks {
         t.await.unwrap();
     }
-    let flushes = s.stats().await.unwrap().flushes - before;
+    let flushes = s.stats().await.unwrap().durable_commits - before;
     assert_eq!(flushes, 1, "eight outcomes, one fsync");
 }
 
@@ -175,37 +181,45 @@ async fn concurrent_writers_share_flushes() {
     }
     let after = s.stats().await.unwrap();
     assert_eq!(
-        after.flushed_ops - before.flushed_ops,
+        after.durable_ops - before.durable_ops,
         64,
         "every enqueue waited for a flush"
     );
-    let flushes = after.flushes - before.flushes;
+    let flushes = after.durable_commits - before.durable_commits;
     assert!(
         flushes < 64,
         "64 concurrent enqueues took {flushes} flushes: no group commit"
     );
-    let batched: u64 = after.flush_batches.iter().map(|(_, n)| n).sum();
-    assert_eq!(batched, after.flushes);
+    let batched: u64 = after.commit_batches.iter().map(|(_, n)| n).sum();
+    assert_eq!(batched, after.durable_commits);
 }
 /// A store in `dir` that checkpoints every 4 KiB of log, with a handler.
 async fn small_checkpoints(dir: &Path) -> EmbeddedStore {
-    let s = EmbeddedStore::open(dir, small_checkpoint_config(), Arc::new(manual_clock())).unwrap();
+    let s = open_small_checkpoints(dir);
     register_h(&s).await;
     s
 }
 
-fn small_checkpoint_config() -> StoreConfig {
-    StoreConfig {
+/// A store in `dir` that checkpoints every 4 KiB of log.
+fn open_small_checkpoints(dir: &Path) -> EmbeddedStore {
+    let tuning = EmbeddedSettings {
         checkpoint_bytes: 4096,
-        ..StoreConfig::default()
-    }
+        ..EmbeddedSettings::default()
+    };
+    EmbeddedStore::open_with(
+        dir,
+        StoreConfig::default(),
+        &tuning,
+        Arc::new(manual_clock()),
+    )
+    .unwrap()
 }
 
 /// Drops `s`, reopens its directory and checks that every one of `ids`
 /// is there, all ready.
 async fn reopen_and_find(s: EmbeddedStore, dir: &Path, ids: &[MessageId]) {
     drop(s);
-    let s = EmbeddedStore::open(dir, small_checkpoint_config(), Arc::new(manual_clock())).unwrap();
+    let s = open_small_checkpoints(dir);
     assert_found_and_ready(&s, "h", ids).await;
 }
 

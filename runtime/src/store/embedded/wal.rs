@@ -5,7 +5,7 @@
 //! log file and `fdatasync`s it (group commit). sled's own `flush` is not used
 //! for this: it costs hundreds of microseconds of CPU per call (it waits for its
 //! IO buffers by spinning). When a log file grows past
-//! `StoreConfig::checkpoint_bytes`, a checkpoint writes the changes to sled's
+//! `EmbeddedSettings::checkpoint_bytes`, a checkpoint writes the changes to sled's
 //! image ([`super::image`]) and the older files are deleted.
 //!
 //! # Recovery

@@ -1,7 +1,7 @@
 //! A delivery's transitions, inside the caller's transaction: placing a new
 //! or replayed delivery (behind its key or not), handing a key to the next
-//! blocked delivery, fencing a lease, settling an attempt and applying a
-//! failure's disposition. The same rules as the embedded store's
+//! blocked delivery, fencing a lease (settling many at once is
+//! [`super::settle`]). The same rules as the embedded store's
 //! `delivery.rs`; the row locks make them safe across runners.
 
 use uuid::Uuid;
@@ -10,8 +10,7 @@ use super::rows::{DELIVERY_COLS, DeliveryRow, col, state_code};
 use super::sql::{execute, query_opt};
 use super::{Core, Tx};
 use crate::clock::Timestamp;
-use crate::policy::Disposition;
-use crate::store::{AttemptReport, DeliveryState, Lease, StoreError, StoreResult};
+use crate::store::{DeliveryState, Lease, StoreError, StoreResult};
 
 /// Where a new or replayed delivery starts: behind its key when another
 /// delivery holds it, else scheduled until its not-before time, else ready.
@@ -160,88 +159,6 @@ impl Core {
             return Err(StoreError::LeaseLost(lease.delivery_id));
         }
         Ok(rec)
-    }
-
-    /// Writes the outcome into the running attempt's record and drops the lease.
-    pub(super) async fn finish_attempt(
-        &self,
-        tx: &Tx<'_>,
-        rec: &DeliveryRow,
-        report: &AttemptReport,
-        now: Timestamp,
-    ) -> StoreResult<()> {
-        let outcome = super::rows::outcome_json(report)?;
-        let kind = report.outcome.kind();
-        execute(
-            tx,
-            "INSERT INTO attempts (delivery_id, seq, number, round, started_at, finished_at,
-                 outcome, duration_ms, module_sha256, stdout, stdout_truncated, stderr,
-                 stderr_truncated, peak_memory_bytes, fuel_used, egress)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-             ON CONFLICT (delivery_id, seq) DO UPDATE SET finished_at = $5, outcome = $6,
-                 duration_ms = $7, module_sha256 = $8, stdout = $9, stdout_truncated = $10,
-                 stderr = $11, stderr_truncated = $12, peak_memory_bytes = $13, fuel_used = $14,
-                 egress = $15",
-            &[
-                &rec.id,
-                &rec.attempt_records,
-                &(rec.attempt as i32),
-                &(rec.round as i32),
-                &col(now),
-                &outcome,
-                &(report.duration_ms.min(i64::MAX as u64) as i64),
-                &report.module_sha256,
-                &report.stdout.as_ref(),
-                &report.stdout_truncated,
-                &report.stderr.as_ref(),
-                &report.stderr_truncated,
-                &(report.peak_memory_bytes.min(i64::MAX as u64) as i64),
-                &report.fuel_used.map(|f| f.min(i64::MAX as u64) as i64),
-                &super::rows::egress_json(report)?,
-            ],
-        )
-        .await?;
-        execute(
-            tx,
-            "UPDATE deliveries SET lease_token = NULL, lease_expires_at = NULL,
-                lease_owner = NULL, last_outcome = $2 WHERE id = $1",
-            &[&rec.id, &kind],
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Applies a failure's disposition (the policy's answer) to a delivery
-    /// whose attempt was finished. Returns whether a delivery became ready.
-    pub(super) async fn dispose(
-        &self,
-        tx: &Tx<'_>,
-        rec: &DeliveryRow,
-        disposition: Disposition,
-        now: Timestamp,
-    ) -> StoreResult<bool> {
-        match disposition {
-            Disposition::Retry { at } => {
-                execute(
-                    tx,
-                    "UPDATE deliveries SET state = 4, due = $2 WHERE id = $1",
-                    &[&rec.id, &col(at)],
-                )
-                .await?;
-                Ok(false)
-            }
-            Disposition::Dead { reason } => {
-                tracing::warn!(delivery = %rec.id, message_id = %rec.message_id, handler = %rec.handler, %reason, "delivery dead-lettered");
-                execute(
-                    tx,
-                    "UPDATE deliveries SET state = 6, due = NULL, dead_at = $2, dead_reason = $3
-                     WHERE id = $1",
-                    &[&rec.id, &col(now), &reason],
-                )
-                .await?;
-                self.release_key(tx, rec, now).await
-            }
-        }
     }
 
     /// Inserts a new delivery of message `message_id` for `handler`, placed.

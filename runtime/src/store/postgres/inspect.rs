@@ -125,9 +125,9 @@ impl Core {
         Ok(Stats {
             handlers: out,
             topic_depth,
-            flushes: commits.commits,
-            flushed_ops: commits.ops,
-            flush_batches: commits.batches,
+            durable_commits: commits.commits,
+            durable_ops: commits.ops,
+            commit_batches: commits.batches,
         })
     }
 }

@@ -8,7 +8,9 @@
 //! | the type, options, `open`, the `Store` verbs and the transaction each runs in | `mod.rs` |
 //! | the schema, its version and migrations | [`schema`] |
 //! | group commit: concurrent enqueues and settlements share one transaction and one COMMIT | [`batch`] |
-//! | enqueue (idempotency, backpressure, fan-out), lease, extend, settle (outbox) | [`queue`] |
+//! | enqueue (idempotency, backpressure, fan-out) as statements over arrays, the outbox too | [`enqueue`] |
+//! | settling attempts in batches: fencing, reports, new states, keys handed on, outbox | [`settle`] |
+//! | lease (one statement per batch), extend, the fates | [`queue`] |
 //! | a delivery's transitions: placing behind its key, handing the key on, fencing, disposing | [`delivery`] |
 //! | handlers and modules | [`handlers`] |
 //! | the DLQ, replay and purge | [`dlq`] |
@@ -45,6 +47,7 @@
 mod batch;
 mod delivery;
 mod dlq;
+mod enqueue;
 mod error;
 mod handlers;
 mod inspect;
@@ -54,6 +57,7 @@ mod queue;
 mod rows;
 mod schedules;
 mod schema;
+mod settle;
 mod sql;
 mod upkeep;
 
@@ -365,9 +369,13 @@ impl PgStore {
         let tasks = Tasks(vec![listener]);
         core.release_own_leases().await?;
         let (tx, rx) = mpsc::channel(batch::MAX_BATCH * 4);
-        let committer = tokio::spawn(batch::run(Arc::clone(&core), rx));
+        let queue: batch::Queue = Arc::new(tokio::sync::Mutex::new(rx));
         let mut tasks = tasks;
-        tasks.0.push(committer);
+        for _ in 0..batch::COMMITTERS {
+            tasks
+                .0
+                .push(tokio::spawn(batch::run(Arc::clone(&core), queue.clone())));
+        }
         Ok(PgStore {
             core,
             committer: tx,
@@ -485,10 +493,7 @@ impl Store for PgStore {
     }
 
     async fn lease(&self, handler: &str, max: usize) -> StoreResult<Vec<Leased>> {
-        Ok(in_tx!(&self.core, lazy, |tx, now| (
-            self.core.lease_in(&tx, handler, max, now).await?,
-            false
-        )))
+        self.core.lease_now(handler, max).await
     }
 
     async fn extend(&self, lease: &Lease) -> StoreResult<Lease> {

@@ -137,9 +137,11 @@ impl Core {
         let mut answers = Vec::new();
         let mut woke = false;
         for m in advance.messages() {
-            let (e, w) = self.enqueue_one(tx, m.clone(), now, true).await?;
+            let (e, w) = self
+                .enqueue_many(tx, std::slice::from_ref(m), now, true)
+                .await?;
             woke |= w;
-            answers.push((e.id, e.duplicate));
+            answers.extend(e.iter().map(|e| (e.id, e.duplicate)));
         }
         let recorded = rec.apply(advance, &answers, now.at);
         for o in &recorded {

@@ -16,10 +16,10 @@ use super::error::db;
 use crate::store::{StoreError, StoreResult};
 
 /// The newest schema version this build writes.
-pub(super) const VERSION: i32 = 4;
+pub(super) const VERSION: i32 = 5;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Version 3: schedules. A schedule's record (spec, cursor, counts) is one
 /// JSON document beside its revision, which a tick's advance checks under
@@ -45,6 +45,62 @@ const V4: &str = r#"
 ALTER TABLE attempts ADD COLUMN egress jsonb;
 "#;
 
+/// Version 5: throughput (docs/scale-out.md).
+///
+/// - The state counters are kept by statement-level triggers over
+///   transition tables, so a statement that moves N deliveries (a batched
+///   lease, a batched settle, a bulk enqueue) makes one counter change per
+///   (handler, state) it touched instead of two per row (each of which also
+///   left a dead counter row version behind).
+/// - Each server backend counts in stripes of its own (stripe = its pid):
+///   a counter row is only ever written by one connection, so transactions
+///   never wait for each other on counters, and cannot deadlock on them
+///   (with shared stripes, a lease locking "ready" then "leased" and a
+///   settlement locking "leased" then, for its outbox, "ready" could).
+///   Stripe 0 holds what backends that are gone counted, folded in by
+///   [`super::upkeep`]'s prune.
+/// - `deliveries_handler` goes: `deliveries_query_state` (handler, state,
+///   id) serves every lookup by handler.
+const V5: &str = r#"
+DROP TRIGGER deliveries_count ON deliveries;
+DROP FUNCTION count_delivery();
+DROP INDEX deliveries_handler;
+CREATE FUNCTION count_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE my_stripe integer := pg_backend_pid();
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO counters AS c (handler, state, stripe, n)
+        SELECT handler, state, my_stripe, count(*) FROM new_rows
+        GROUP BY handler, state ORDER BY handler, state
+        ON CONFLICT (handler, state, stripe) DO UPDATE SET n = c.n + EXCLUDED.n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO counters AS c (handler, state, stripe, n)
+        SELECT handler, state, my_stripe, -count(*) FROM old_rows
+        GROUP BY handler, state ORDER BY handler, state
+        ON CONFLICT (handler, state, stripe) DO UPDATE SET n = c.n + EXCLUDED.n;
+    ELSE
+        INSERT INTO counters AS c (handler, state, stripe, n)
+        SELECT handler, state, my_stripe, sum(d) FROM (
+            SELECT o.handler, o.state, -1 AS d FROM old_rows o JOIN new_rows n ON n.id = o.id
+            WHERE o.state <> n.state OR o.handler <> n.handler
+            UNION ALL
+            SELECT n.handler, n.state, 1 AS d FROM old_rows o JOIN new_rows n ON n.id = o.id
+            WHERE o.state <> n.state OR o.handler <> n.handler
+        ) moved
+        GROUP BY handler, state HAVING sum(d) <> 0 ORDER BY handler, state
+        ON CONFLICT (handler, state, stripe) DO UPDATE SET n = c.n + EXCLUDED.n;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER deliveries_count_insert AFTER INSERT ON deliveries
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION count_deliveries();
+CREATE TRIGGER deliveries_count_update AFTER UPDATE ON deliveries
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION count_deliveries();
+CREATE TRIGGER deliveries_count_delete AFTER DELETE ON deliveries
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION count_deliveries();
+"#;
+
 /// Version 2: the indexes of `query_deliveries` (the dashboard's lists and
 /// search): deliveries by (handler, state) and by (handler, ordering key),
 /// each ordered by delivery id (creation order), so a page is a range read.
@@ -61,7 +117,8 @@ CREATE INDEX deliveries_query_key ON deliveries (handler, ordering_key, id)
 ///   expiries, blocked by key order, dead by death time), so no verb scans
 ///   the backlog.
 /// - `counters` holds per-(handler, state) counts, kept by a trigger on
-///   `deliveries` in the same transaction as the change, striped by backend
+///   `deliveries` in the same transaction as the change (per statement, in
+///   per-backend stripes, since version 5), striped by backend
 ///   so concurrent writers do not serialise on one row; stats and the depth
 ///   check sum the stripes.
 /// - `key_heads` holds, per (handler, ordering key), the one delivery in

@@ -123,6 +123,21 @@ impl Core {
             &[&before(now.at, self.config.dlq_retention), &limit],
         )
         .await?;
+        // Stripes of backends that are gone fold into stripe 0 (a backend
+        // counts only in its own stripe: schema version 3).
+        execute(
+            &tx,
+            "WITH gone AS (
+                 DELETE FROM counters WHERE stripe <> 0
+                   AND stripe NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+                 RETURNING handler, state, n)
+             INSERT INTO counters AS c (handler, state, stripe, n)
+             SELECT handler, state, 0, sum(n) FROM gone
+             GROUP BY handler, state ORDER BY handler, state
+             ON CONFLICT (handler, state, stripe) DO UPDATE SET n = c.n + EXCLUDED.n",
+            &[],
+        )
+        .await?;
         let messages = execute(
             &tx,
             "DELETE FROM messages WHERE id IN (
@@ -161,6 +176,7 @@ impl Core {
             )
             .await?;
             let n = rows.len();
+            let mut settles = Vec::with_capacity(n);
             for r in &rows {
                 let rec = DeliveryRow::from_row(r)?;
                 let record = self.handler_record(&tx, &rec.handler).await.ok();
@@ -183,17 +199,18 @@ impl Core {
                 let policy = record.map(|h| h.policy).unwrap_or_default();
                 let disposition = {
                     let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-                    policy.fate(&report.outcome, rec.attempt, now.at, &mut *rng)
+                    policy.fate(&report.outcome, rec.attempt, &mut *rng)
                 };
                 let lease = Lease {
                     delivery_id: rec.id,
                     token: rec.lease_token.unwrap_or_default() as u64,
                     expires_at: rec.lease_expires_at.unwrap_or(now.at),
                 };
-                self.settle_in(&tx, &lease, report, Fate::Fail(disposition), now)
-                    .await?;
+                settles.push((lease, report, Fate::Fail(disposition)));
             }
             if n > 0 {
+                // Locked above: every lease is current, none is lost.
+                self.settle_many(&tx, settles, now).await?;
                 self.notify_ready(&tx).await?;
             }
             self.commit(tx, 1).await?;

@@ -53,10 +53,9 @@ pub async fn rescue_expired(
             now.since(expired.started_at).as_millis() as u64,
             handler.module_sha256,
         );
-        let disposition =
-            handler
-                .policy
-                .fate(&report.outcome, expired.attempt, now, &mut rand::rng());
+        let disposition = handler
+            .policy
+            .fate(&report.outcome, expired.attempt, &mut rand::rng());
         tracing::warn!(delivery = %expired.lease.delivery_id, handler = %expired.handler, "lease expired; delivery rescued");
         match store.fail(&expired.lease, report, disposition).await {
             Ok(()) => rescued += 1,

@@ -224,9 +224,9 @@ mod tests {
                 })
                 .collect(),
             topic_depth: BTreeMap::new(),
-            flushes: 0,
-            flushed_ops: 0,
-            flush_batches: vec![],
+            durable_commits: 0,
+            durable_ops: 0,
+            commit_batches: vec![],
         }
     }
 
