@@ -168,7 +168,7 @@ pub fn document() -> Document {
 }
 
 /// [`document`] as pretty JSON with a final newline, as `docs/openapi.json`
-/// holds it, with the constraints utoipa cannot state ([`refine`]).
+/// holds it, with the constraints utoipa cannot state (`refine`).
 pub fn json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {

@@ -4,7 +4,7 @@
 //! scrapers).
 //!
 //! `prometheus-client` writes OpenMetrics only; the classic form is derived
-//! from it by [`classic`], which changes only what the two formats spell
+//! from it by `classic`, which changes only what the two formats spell
 //! differently (a counter family's name carries `_total`, no `# UNIT` and no
 //! `# EOF`).
 

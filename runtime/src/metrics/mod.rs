@@ -4,15 +4,15 @@
 //! [`Metrics`] holds the series the worker and the API record (attempts,
 //! outcomes, durations, enqueues, lease expiries): recording is an atomic add
 //! on the hot path. The store's gauges (depth, DLQ, lag, paused, flushes and
-//! group-commit batch sizes) are read from [`Stats`] at scrape time by a
+//! group-commit batch sizes) are read from [`Stats`](crate::store::Stats) at scrape time by a
 //! collector. Every series name and label is listed in `docs/observability.md`;
 //! a test checks the exposition against that table.
 //!
 //! # Module map
 //! - this file: [`Metrics`], the recorded series.
-//! - [`exposition`]: [`render`](exposition::render) in OpenMetrics or the
+//! - [`exposition`]: [`render`] in OpenMetrics or the
 //!   classic text format, chosen by the scraper's `Accept` header.
-//! - `store`: the scrape-time collector of the store's [`Stats`].
+//! - `store`: the scrape-time collector of the store's [`Stats`](crate::store::Stats).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;

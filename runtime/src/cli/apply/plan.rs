@@ -184,7 +184,7 @@ mod tests {
             (&d, "dd".to_string()),
         ];
         let on_server = [
-            server("b", "bb", retries3.clone()),
+            server("b", "bb", retries3),
             server("c", "old", defaults.clone()),
             // An absent field means the server's default: d is unchanged.
             server("d", "dd", defaults.clone()),

@@ -45,7 +45,7 @@ pub struct InitArgs {
     lang: Lang,
     /// The handler's name, also its directory and topic (`[a-z0-9][a-z0-9._-]{0,127}`).
     name: String,
-    /// Where to create the project [default: ./<name>].
+    /// Where to create the project [default: `./<name>`].
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
 }
