@@ -76,7 +76,7 @@ pub fn plan(
                 let policy = spec
                     .policy_over(defaults)
                     .map_err(|e| format!("handler {:?}: policy: {e}", spec.name))?;
-                let changes = differences(spec, sha256, &policy, h);
+                let changes = differences(sha256, &policy, h);
                 if changes.is_empty() {
                     (Action::Unchanged, changes)
                 } else {
@@ -107,12 +107,7 @@ pub fn plan(
 }
 
 /// What differs between the wanted handler and the server's.
-fn differences(
-    spec: &HandlerSpec,
-    sha256: &str,
-    policy: &HandlerPolicy,
-    h: &HandlerView,
-) -> Vec<String> {
+fn differences(sha256: &str, policy: &HandlerPolicy, h: &HandlerView) -> Vec<String> {
     let mut changes = Vec::new();
     if h.module_sha256 != sha256 {
         changes.push("module".to_string());
