@@ -148,10 +148,14 @@ impl Manifest {
             message,
         };
         let deserializer = toml::de::Deserializer::parse(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
             fail(
                 "manifest".into(),
                 "(syntax)",
-                format!("malformed TOML: {}", e.to_string().trim_end()),
+                format!("malformed TOML: {}{at}", e.message().trim_end()),
             )
         })?;
         let file: File = serde_path_to_error::deserialize(deserializer).map_err(|e| {

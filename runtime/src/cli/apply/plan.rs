@@ -15,7 +15,7 @@ use crate::policy::HandlerPolicy;
 pub enum Action {
     /// Not on the server: registered.
     Create,
-    /// Its topic, module or policy differs: registered again (version bumped).
+    /// Its module or policy differs: registered again (version bumped).
     Update,
     /// Already as the manifest says: not registered again (version unchanged).
     Unchanged,
@@ -45,7 +45,7 @@ pub struct Step {
     pub handler: String,
     /// Its topic (the manifest's; the server's for a removal).
     pub topic: String,
-    /// For an update, what differs: `topic`, `module`, `policy.<field>`.
+    /// For an update, what differs: `module`, `policy.<field>`.
     pub changes: Vec<String>,
 }
 
@@ -65,11 +65,18 @@ pub fn plan(
         let existing = server.iter().find(|h| h.name == spec.name);
         let (action, changes) = match existing {
             None => (Action::Create, Vec::new()),
+            Some(h) if h.topic != spec.topic => {
+                return Err(format!(
+                    "handler {:?}: topic: it is subscribed to {:?} on the server, the manifest says {:?}; \
+                     a handler cannot change topic: remove it first (`sluice handlers remove {}`)",
+                    spec.name, h.topic, spec.topic, spec.name
+                ));
+            }
             Some(h) => {
                 let policy = spec
                     .policy_over(defaults)
                     .map_err(|e| format!("handler {:?}: policy: {e}", spec.name))?;
-                let changes = differences(spec, sha256, &policy, h);
+                let changes = differences(sha256, &policy, h);
                 if changes.is_empty() {
                     (Action::Unchanged, changes)
                 } else {
@@ -100,16 +107,8 @@ pub fn plan(
 }
 
 /// What differs between the wanted handler and the server's.
-fn differences(
-    spec: &HandlerSpec,
-    sha256: &str,
-    policy: &HandlerPolicy,
-    h: &HandlerView,
-) -> Vec<String> {
+fn differences(sha256: &str, policy: &HandlerPolicy, h: &HandlerView) -> Vec<String> {
     let mut changes = Vec::new();
-    if h.topic != spec.topic {
-        changes.push("topic".to_string());
-    }
     if h.module_sha256 != sha256 {
         changes.push("module".to_string());
     }
@@ -212,10 +211,10 @@ mod tests {
         // Without --prune nothing is removed.
         let steps = plan(&wanted, &on_server, &defaults, false).unwrap();
         assert!(steps.iter().all(|s| s.action != Action::Remove));
-        // A topic change is an update.
+        // A topic change is refused, naming the handler and the field.
         let mut moved = server("d", "dd", defaults.clone());
         moved.topic = "elsewhere".into();
-        let steps = plan(&wanted[3..], &[moved], &defaults, false).unwrap();
-        assert_eq!(steps[0].changes, ["topic"]);
+        let err = plan(&wanted[3..], &[moved], &defaults, false).unwrap_err();
+        assert!(err.starts_with("handler \"d\": topic:"), "{err}");
     }
 }
