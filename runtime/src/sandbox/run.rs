@@ -16,7 +16,7 @@ use super::config::{Limits, SandboxConfig};
 use super::egress::{AttemptEgress, EgressPolicy, EgressRecord};
 use super::error::SandboxError;
 use super::validate::MAX_TABLE_ELEMENTS;
-use super::wasi_guard::WasiGuard;
+use super::wasi_guard::{RANDOM_CHUNK, WasiGuard};
 use crate::outcome::Outcome;
 
 /// Who the guest is running for: becomes the `SLUICE_*` environment variables
@@ -258,6 +258,30 @@ pub(crate) enum Failure {
     Run(wasmtime::Error),
 }
 
+/// The WASI context every kind of guest starts from: capped stdout and
+/// stderr, the handler's name as `argv[0]`, the `SLUICE_*` metadata and the
+/// handler's environment, no sockets, no name lookup, and one random-bytes
+/// call bounded at [`RANDOM_CHUNK`] (it runs without yielding; ABI 1's
+/// `random_get` is replaced by `wasi_guard`'s, which yields per piece).
+pub(crate) fn guest_wasi(
+    metadata: &GuestMetadata,
+    env: &[(String, String)],
+    stdout: &CappedPipe,
+    stderr: &CappedPipe,
+) -> WasiCtxBuilder {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .arg(&metadata.handler)
+        .envs(&metadata.env_vars())
+        .envs(env)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .max_random_size(RANDOM_CHUNK as u64);
+    wasi
+}
+
 /// Runs one attempt. The caller holds an instance slot.
 pub(crate) async fn run(
     pre: &InstancePre<HostState>,
@@ -275,13 +299,8 @@ pub(crate) async fn run(
     } = invocation;
     let stdout = CappedPipe::new(config.stdout_cap);
     let stderr = CappedPipe::new(config.stderr_cap);
-    let mut wasi = WasiCtxBuilder::new();
-    wasi.stdin(MemoryInputPipe::new(stdin))
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .arg(&metadata.handler)
-        .envs(&metadata.env_vars())
-        .envs(&env);
+    let mut wasi = guest_wasi(&metadata, &env, &stdout, &stderr);
+    wasi.stdin(MemoryInputPipe::new(stdin));
     let state = HostState {
         wasi: wasi.build_p1(),
         abi: GuestAbi::default(),

@@ -14,7 +14,6 @@ use std::time::Instant;
 
 use wasmtime::Store;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
@@ -25,9 +24,8 @@ use super::super::egress::AttemptEgress;
 use super::super::egress::wasi_http::EgressHooks;
 use super::super::error::SandboxError;
 use super::super::run::{
-    Execution, Failure, Invocation, MemoryLimiter, arm, execution, outcome_of,
+    Execution, Failure, Invocation, MemoryLimiter, arm, execution, guest_wasi, outcome_of,
 };
-use super::super::wasi_guard::RANDOM_CHUNK;
 use super::ComponentState;
 use super::bindings::JobPre;
 use super::bindings::sluice::handler::types::{HandleError, Message};
@@ -60,18 +58,7 @@ pub(crate) async fn run(
     } = invocation;
     let stdout = CappedPipe::new(config.stdout_cap);
     let stderr = CappedPipe::new(config.stderr_cap);
-    let mut wasi = WasiCtxBuilder::new();
-    wasi.stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .arg(&metadata.handler)
-        .envs(&metadata.env_vars())
-        .envs(&env)
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        // One `get-random-bytes` call runs without yielding: bound it as ABI 1's
-        // `random_get` pieces are (a larger request traps), not at wasmtime's 64 MiB.
-        .max_random_size(RANDOM_CHUNK as u64);
+    let mut wasi = guest_wasi(&metadata, &env, &stdout, &stderr);
     let message = match pre {
         ComponentPre::Command(_) => {
             wasi.stdin(MemoryInputPipe::new(stdin));
