@@ -15,6 +15,8 @@
 //! - [`names`]: the rules for topic and handler names and keys.
 //! - [`outcome`]: the closed set of ways an attempt ends.
 //! - [`policy`]: a handler's limits, retries and backoff.
+//! - [`priority`]: background threads (guests, checkpoints) yield the CPU to
+//!   the control plane (`SCHED_IDLE`).
 //! - [`schedule`]: cron expressions in a time zone, and the rule deciding what
 //!   a schedule's tick fires, buffers or misses.
 //! - [`sandbox`]: narrows wasmtime for the rest of the code: validation, limits,
@@ -36,6 +38,7 @@ pub mod metrics;
 pub mod names;
 pub mod outcome;
 pub mod policy;
+pub mod priority;
 pub mod sandbox;
 pub mod schedule;
 pub mod serve;

@@ -775,3 +775,41 @@ fn a_module_past_the_function_bound_is_refused_before_compiling() {
         "{e}"
     );
 }
+
+/// Guests run in the background class (`SCHED_IDLE`), so a waking
+/// control-plane thread preempts them at once (docs/sandbox.md).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn guest_threads_run_under_sched_idle() {
+    let sandbox = sandbox();
+    let module = load(&sandbox, "echo_stdin");
+    let exec = sandbox
+        .invoke(&module, invocation(b"{}", limits()))
+        .await
+        .unwrap();
+    assert_eq!(exec.outcome, Outcome::Ok);
+    let mut guests = 0;
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue; // the thread ended meanwhile
+        };
+        if comm.trim_end() != "sluice-guest" {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        // Field 41 (policy), counted after the command name's ')'.
+        let policy = stat[stat.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .nth(41 - 3)
+            .unwrap();
+        assert_eq!(
+            policy, "5",
+            "a sluice-guest thread not under SCHED_IDLE: {stat}"
+        );
+        guests += 1;
+    }
+    assert!(guests > 0, "no sluice-guest thread found");
+}

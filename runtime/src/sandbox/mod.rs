@@ -36,7 +36,7 @@
 //! module once (through the disk cache) into an `InstancePre`;
 //! [`Sandbox::invoke`] takes an instance slot (waiting if the pool is full),
 //! then runs the attempt on the sandbox's own guest runtime (one thread per
-//! core, at nice [`GUEST_NICE`]): instantiates, runs `_start` with async WASI so
+//! core, in the background class of [`crate::priority`]): instantiates, runs `_start` with async WASI so
 //! no WASI call blocks a thread, and yields at every epoch tick so a busy guest
 //! neither starves other guests nor outlives its timeout. The caller's runtime
 //! (the API, completions, upkeep) only awaits the result, so it is never queued
@@ -396,12 +396,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Nice value of guest threads: 10, so a thread of the control plane (nice 0)
-/// gets about nine times a guest thread's share of a busy core.
-pub const GUEST_NICE: i32 = 10;
-
 /// The guests' own multi-threaded tokio runtime, one worker thread per core,
-/// each at [`GUEST_NICE`]. The runtime is shut down in the background when the
+/// each in the background class ([`crate::priority::background_thread`]). The runtime is shut down in the background when the
 /// last [`Sandbox`] clone goes (dropping it in place would block, which async
 /// code must not).
 struct GuestRuntime(Option<tokio::runtime::Runtime>);
@@ -412,12 +408,7 @@ impl GuestRuntime {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(cores)
             .thread_name("sluice-guest")
-            .on_thread_start(|| {
-                let tid = rustix::thread::gettid();
-                if let Err(e) = rustix::process::setpriority_process(Some(tid), GUEST_NICE) {
-                    tracing::debug!(error = %e, "cannot lower a guest thread's priority");
-                }
-            })
+            .on_thread_start(|| crate::priority::background_thread("sluice-guest"))
             .enable_all()
             .build()?;
         Ok(GuestRuntime(Some(runtime)))

@@ -222,7 +222,7 @@ fn checkpoint(disk: &Arc<SledImage>, log: &mut wal::LogFile, running: &mut Optio
     let spawned = std::thread::Builder::new()
         .name("sluice-checkpoint".into())
         .spawn(move || {
-            lower_priority();
+            crate::priority::background_thread("sluice-checkpoint");
             let started = std::time::Instant::now();
             let bytes = match disk.write_log(&*at.fs, &at.dir, at.number) {
                 Ok(bytes) => bytes,
@@ -242,16 +242,6 @@ fn checkpoint(disk: &Arc<SledImage>, log: &mut wal::LogFile, running: &mut Optio
     match spawned {
         Ok(t) => *running = Some(t),
         Err(e) => tracing::warn!(error = %e, "checkpoint: cannot start its thread"),
-    }
-}
-
-/// Gives the calling thread the lowest CPU priority (nice 19; per thread on
-/// Linux): a checkpoint only bounds replay time, so it yields the cores to
-/// attempts and to the flusher instead of stretching their latency.
-fn lower_priority() {
-    let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
-        tracing::debug!(error = %e, "checkpoint: cannot lower the thread's priority");
     }
 }
 
