@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The quick start: build the example handlers and sluice, start an embedded
-# server in a temporary directory, register handlers, enqueue events, and show a
-# success, a fan-out through the outbox, a retry and a DLQ entry. Stops the
-# server and removes its data at the end.
+# server in a temporary directory, apply the manifest (handlers, a schedule),
+# enqueue events, and show a success, a fan-out through the outbox, a retry
+# and a DLQ entry. Stops the server and removes its data at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip1 >/dev/null
@@ -31,9 +31,10 @@ wait_settled() { # message id: wait until no delivery is pending
   echo "message $1 did not settle" >&2; return 1
 }
 
-step "register handlers as code (Rust, C, Zig and AssemblyScript modules): sluice apply -f examples/sluice.toml"
+step "register handlers and a schedule as code (Rust, C, Zig and AssemblyScript modules): sluice apply -f examples/sluice.toml"
 "$sluice" apply -f examples/sluice.toml
 "$sluice" handlers list
+"$sluice" schedules list
 step "apply again: nothing differs, nothing is registered again"
 "$sluice" apply -f examples/sluice.toml
 

@@ -1,7 +1,9 @@
 //! `sluice apply -f sluice.toml` through the binary against a served API:
 //! create, update (module, policy, topic), unchanged (not re-registered: the
 //! version stays), prune with and without `--yes`, `--dry-run` changing
-//! nothing, build commands, and a bad manifest as one error line.
+//! nothing, build commands, and a bad manifest as one error line; the same
+//! for schedules (unchanged: revision and update time stay; removed before
+//! handlers, created after them).
 
 mod common;
 use common::{api_state, fails, json, ok, serve, sluice};
@@ -62,8 +64,19 @@ impl Server {
     fn handler(&self, name: &str) -> Value {
         json(&self.run(&["handlers", "show", name, "--json"]))
     }
+
+    /// The server's schedules by id.
+    fn schedules(&self) -> Vec<Value> {
+        let list = json(&self.run(&["schedules", "list", "--json"]));
+        list["schedules"].as_array().unwrap().clone()
+    }
+
+    fn schedule(&self, id: &str) -> Value {
+        json(&self.run(&["schedules", "show", id, "--json"]))["schedule"].clone()
+    }
 }
 
+/// The report's steps as (action, "kind name").
 fn actions(report: &Value) -> Vec<(String, String)> {
     report["steps"]
         .as_array()
@@ -72,7 +85,11 @@ fn actions(report: &Value) -> Vec<(String, String)> {
         .map(|s| {
             (
                 s["action"].as_str().unwrap().to_string(),
-                s["handler"].as_str().unwrap().to_string(),
+                format!(
+                    "{} {}",
+                    s["kind"].as_str().unwrap(),
+                    s["name"].as_str().unwrap()
+                ),
             )
         })
         .collect()
@@ -109,12 +126,15 @@ fn create_then_unchanged_then_update() {
 
     // Dry run on an empty server: the plan, nothing registered.
     let out = ok(&s.run(&["apply", "-f", &file, "--dry-run"]));
-    assert!(out.contains("create    a (topic t)"), "{out}");
+    assert!(out.contains("create    handler a (topic t)"), "{out}");
     assert!(out.contains("dry run: nothing changed"), "{out}");
     assert!(s.handlers().is_empty());
 
     let report = json(&s.run(&["apply", "-f", &file, "--json"]));
-    assert_eq!(actions(&report), pairs(&[("create", "a"), ("create", "b")]));
+    assert_eq!(
+        actions(&report),
+        pairs(&[("create", "handler a"), ("create", "handler b")])
+    );
     assert_eq!(report["applied"], true);
     let b = s.handler("b");
     assert_eq!(b["policy"]["retries"], 2);
@@ -124,7 +144,7 @@ fn create_then_unchanged_then_update() {
 
     // Applied again: unchanged, not registered again (versions stay at 1).
     let out = ok(&s.run(&["apply", "-f", &file]));
-    assert!(out.contains("unchanged a (topic t)"), "{out}");
+    assert!(out.contains("unchanged handler a (topic t)"), "{out}");
     assert!(
         out.contains("applied: 0 created, 0 updated, 2 unchanged, 0 removed"),
         "{out}"
@@ -138,9 +158,12 @@ fn create_then_unchanged_then_update() {
     s.module("a.wasm", NOOP2);
     s.manifest(&TWO.replace("retries = 2", "retries = 3"));
     let out = ok(&s.run(&["apply", "-f", &file, "--dry-run"]));
-    assert!(out.contains("update    a (topic t): module"), "{out}");
     assert!(
-        out.contains("update    b (topic t): policy.retries"),
+        out.contains("update    handler a (topic t): module"),
+        "{out}"
+    );
+    assert!(
+        out.contains("update    handler b (topic t): policy.retries"),
         "{out}"
     );
     assert_eq!(s.handlers()[0].2, 1, "the dry run changed nothing");
@@ -155,7 +178,7 @@ fn create_then_unchanged_then_update() {
     s.manifest(&TWO.replace("retries = 2\n", ""));
     let out = ok(&s.run(&["apply", "-f", &file]));
     assert!(
-        out.contains("update    b (topic t): policy.retries"),
+        out.contains("update    handler b (topic t): policy.retries"),
         "{out}"
     );
     assert_eq!(s.handler("b")["policy"]["retries"], 5);
@@ -186,7 +209,7 @@ fn prune_asks_and_refuses_without_yes() {
 
     // --prune --dry-run plans the removal and does nothing.
     let out = ok(&s.run(&["apply", "-f", &only_a, "--prune", "--dry-run"]));
-    assert!(out.contains("remove    b (topic t)"), "{out}");
+    assert!(out.contains("remove    handler b (topic t)"), "{out}");
     assert_eq!(s.handlers().len(), 2);
 
     // --prune with stdin not a terminal and no --yes: refused, nothing changed.
@@ -201,7 +224,7 @@ fn prune_asks_and_refuses_without_yes() {
     let report = json(&s.run(&["apply", "-f", &only_a, "--prune", "--yes", "--json"]));
     assert_eq!(
         actions(&report),
-        pairs(&[("unchanged", "a"), ("remove", "b")])
+        pairs(&[("unchanged", "handler a"), ("remove", "handler b")])
     );
     assert_eq!(s.handlers(), [("a".into(), "t".into(), 1)]);
 }
@@ -257,6 +280,22 @@ fn a_bad_manifest_is_one_error_naming_file_entry_and_field() {
             "[[handler]]\nname = \"a\"\ntopic = \"T\"\nmodule = \"a.wasm\"\n",
             "handler \"a\": topic: invalid topic",
         ),
+        // A schedule beside a good handler: nothing is registered either.
+        (
+            "[[handler]]\nname = \"a\"\ntopic = \"t\"\nmodule = \"a.wasm\"\n\
+             [[schedule]]\nid = \"s\"\ncron = \"0 25 * * *\"\ntopic = \"t\"\n",
+            "schedule \"s\": cron: \"0 25 * * *\":",
+        ),
+        (
+            "[[handler]]\nname = \"a\"\ntopic = \"t\"\nmodule = \"a.wasm\"\n\
+             [[schedule]]\nid = \"s\"\ncron = \"0 3 * * *\"\ntopic = \"t\"\ntimezone = \"Europe/Londres\"\n",
+            "schedule \"s\": timezone: unknown time zone \"Europe/Londres\"",
+        ),
+        (
+            "[[handler]]\nname = \"a\"\ntopic = \"t\"\nmodule = \"a.wasm\"\n\
+             [[schedule]]\nid = \"s\"\ncron = \"0 3 * * *\"\ntopic = \"t\"\nevery = \"day\"\n",
+            "schedule \"s\": every: unknown field `every`",
+        ),
     ] {
         let file = s.manifest(text);
         let err = fails(&s.run(&["apply", "-f", &file]));
@@ -269,4 +308,214 @@ fn a_bad_manifest_is_one_error_naming_file_entry_and_field() {
     let err = fails(&s.run(&["apply", "-f", &format!("{dir}/none.toml")]));
     assert!(err.contains("cannot read manifest"), "{err}");
     assert!(s.handlers().is_empty());
+    assert!(s.schedules().is_empty());
+}
+
+const SCHEDULED: &str = r#"
+[[handler]]
+name = "a"
+topic = "t"
+module = "a.wasm"
+
+[[schedule]]
+id = "nightly"
+cron = "0 3 * * *"
+timezone = "Europe/London"
+topic = "t"
+payload = '{"all":true}'
+headers = { source = "cron" }
+catch_up = "all"
+catch_up_window = "2h"
+overlap = "buffer_one"
+start = 2027-01-01T00:00:00Z
+jitter = "30s"
+
+[[schedule]]
+id = "hourly"
+cron = "0 * * * *"
+topic = "t"
+paused = true
+"#;
+
+/// (revision, updated_at) of a schedule.
+fn written(schedule: &Value) -> (u64, String) {
+    (
+        schedule["revision"].as_u64().unwrap(),
+        schedule["updated_at"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn schedules_are_created_after_handlers_updated_by_field_and_left_unchanged() {
+    let s = Server::start();
+    s.module("a.wasm", NOOP);
+    let file = s.manifest(SCHEDULED);
+
+    let out = ok(&s.run(&["apply", "-f", &file, "--dry-run"]));
+    assert!(
+        out.contains("create    handler a (topic t)\ncreate    schedule nightly (topic t)\n"),
+        "{out}"
+    );
+    assert!(s.schedules().is_empty(), "the dry run created nothing");
+
+    // On an empty server: topic t exists only once handler a is registered,
+    // so the schedules' PUTs succeed only because handlers go first.
+    let report = json(&s.run(&["apply", "-f", &file, "--json"]));
+    assert_eq!(
+        actions(&report),
+        pairs(&[
+            ("create", "handler a"),
+            ("create", "schedule nightly"),
+            ("create", "schedule hourly"),
+        ])
+    );
+    let nightly = s.schedule("nightly");
+    assert_eq!(nightly["cron"], "0 3 * * *");
+    assert_eq!(nightly["timezone"], "Europe/London");
+    assert_eq!(nightly["payload_base64"], "eyJhbGwiOnRydWV9");
+    assert_eq!(nightly["headers"]["source"], "cron");
+    assert_eq!(nightly["catch_up"], "all");
+    assert_eq!(nightly["catch_up_window_ms"], 7_200_000);
+    assert_eq!(nightly["overlap"], "buffer_one");
+    assert_eq!(nightly["start"], "2027-01-01T00:00:00.000Z");
+    assert_eq!(nightly["jitter_ms"], 30_000);
+    assert_eq!(nightly["paused"], false);
+    assert_eq!(s.schedule("hourly")["paused"], true, "paused = true");
+
+    // Applied again: unchanged, not written (revision and update time stay).
+    let before = [written(&nightly), written(&s.schedule("hourly"))];
+    let out = ok(&s.run(&["apply", "-f", &file]));
+    assert!(
+        out.contains("unchanged schedule nightly (topic t)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("applied: 0 created, 0 updated, 3 unchanged, 0 removed"),
+        "{out}"
+    );
+    assert_eq!(
+        [
+            written(&s.schedule("nightly")),
+            written(&s.schedule("hourly"))
+        ],
+        before
+    );
+
+    // A field changed: an update naming it, the schedule replaced in place.
+    s.manifest(&SCHEDULED.replace("jitter = \"30s\"", "jitter = \"1m\""));
+    let out = ok(&s.run(&["apply", "-f", &file, "--dry-run"]));
+    assert!(
+        out.contains("update    schedule nightly (topic t): jitter_ms"),
+        "{out}"
+    );
+    assert_eq!(written(&s.schedule("nightly")), before[0], "dry run");
+    ok(&s.run(&["apply", "-f", &file]));
+    let replaced = s.schedule("nightly");
+    assert_eq!(replaced["jitter_ms"], 60_000);
+    assert_eq!(replaced["revision"], before[0].0 + 1);
+    assert_eq!(replaced["created_at"], nightly["created_at"]);
+
+    // A field left out goes back to the default.
+    s.manifest(&SCHEDULED.replace("overlap = \"buffer_one\"\n", ""));
+    let out = ok(&s.run(&["apply", "-f", &file]));
+    assert!(
+        out.contains("update    schedule nightly (topic t): jitter_ms, overlap"),
+        "{out}"
+    );
+    assert_eq!(s.schedule("nightly")["overlap"], "skip");
+
+    // `paused = false` resumes; a pause by hand on an entry that does not
+    // say `paused` is left alone.
+    s.manifest(
+        &SCHEDULED
+            .replace("overlap = \"buffer_one\"\n", "")
+            .replace("paused = true", "paused = false"),
+    );
+    ok(&s.run(&["schedules", "pause", "nightly"]));
+    let out = ok(&s.run(&["apply", "-f", &file]));
+    assert!(
+        out.contains("update    schedule hourly (topic t): paused"),
+        "{out}"
+    );
+    assert!(
+        out.contains("unchanged schedule nightly (topic t)"),
+        "{out}"
+    );
+    assert_eq!(s.schedule("hourly")["paused"], false);
+    assert_eq!(s.schedule("nightly")["paused"], true);
+}
+
+#[test]
+fn prune_removes_schedules_before_handlers_and_asks_first() {
+    let s = Server::start();
+    s.module("a.wasm", NOOP);
+    s.module("b.wasm", NOOP);
+    let file = s.manifest(&format!(
+        "{TWO}\n[[schedule]]\nid = \"tick\"\ncron = \"*/5 * * * *\"\ntopic = \"t\"\n"
+    ));
+    ok(&s.run(&["apply", "-f", &file]));
+    assert_eq!(s.schedules().len(), 1);
+
+    // A schedule made by hand is the server's too: without --prune it stays.
+    ok(&s.run(&[
+        "schedules",
+        "create",
+        "manual",
+        "--cron",
+        "@daily",
+        "--topic",
+        "t",
+    ]));
+    let only_a = s.manifest("[[handler]]\nname = \"a\"\ntopic = \"t\"\nmodule = \"a.wasm\"\n");
+    let out = ok(&s.run(&["apply", "-f", &only_a]));
+    assert!(!out.contains("remove    "), "{out}");
+    assert_eq!(s.schedules().len(), 2);
+
+    // Removals: schedules first, then handlers.
+    let out = ok(&s.run(&["apply", "-f", &only_a, "--prune", "--dry-run"]));
+    assert!(
+        out.contains(
+            "remove    schedule manual (topic t)\nremove    schedule tick (topic t)\n\
+             remove    handler b (topic t)\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(s.schedules().len(), 2);
+
+    let err = fails(&s.run(&["apply", "-f", &only_a, "--prune"]));
+    assert!(
+        err.contains("refusing to remove handlers and schedules without --yes"),
+        "{err}"
+    );
+    assert_eq!((s.handlers().len(), s.schedules().len()), (2, 2));
+
+    let report = json(&s.run(&["apply", "-f", &only_a, "--prune", "--yes", "--json"]));
+    assert_eq!(
+        actions(&report),
+        pairs(&[
+            ("unchanged", "handler a"),
+            ("remove", "schedule manual"),
+            ("remove", "schedule tick"),
+            ("remove", "handler b"),
+        ])
+    );
+    assert!(s.schedules().is_empty());
+    assert_eq!(s.handlers(), [("a".into(), "t".into(), 1)]);
+
+    // Only schedules to remove: the refusal names them.
+    ok(&s.run(&[
+        "schedules",
+        "create",
+        "manual",
+        "--cron",
+        "@daily",
+        "--topic",
+        "t",
+    ]));
+    let err = fails(&s.run(&["apply", "-f", &only_a, "--prune"]));
+    assert!(
+        err.contains("refusing to remove schedules without --yes"),
+        "{err}"
+    );
+    assert_eq!(s.schedules().len(), 1);
 }

@@ -87,22 +87,37 @@ pub struct ScheduleRequest {
 impl ScheduleRequest {
     /// The spec of schedule `id`, defaults filled in from [`ScheduleSpec::new`].
     pub fn into_spec(self, id: &str) -> Result<ScheduleSpec, ApiError> {
+        self.into_spec_with_field(id).map_err(|(_, e)| e)
+    }
+
+    /// [`ScheduleRequest::into_spec`], with the field an error is about
+    /// (`payload`, `payload_base64`, `start` or `end`).
+    pub fn into_spec_with_field(self, id: &str) -> Result<ScheduleSpec, (&'static str, ApiError)> {
         let mut spec = ScheduleSpec::new(id, &self.cron, &self.topic);
         spec.payload = match (self.payload, self.payload_base64) {
             (Some(_), Some(_)) => {
-                return Err(ApiError::BadRequest(
-                    "give payload or payload_base64, not both".into(),
+                return Err((
+                    "payload",
+                    ApiError::BadRequest("give payload or payload_base64, not both".into()),
                 ));
             }
             (Some(text), None) => Bytes::from(text),
             (None, Some(b64)) => Bytes::from(
                 base64::engine::general_purpose::STANDARD
                     .decode(b64.trim())
-                    .map_err(|e| ApiError::BadRequest(format!("payload_base64: {e}")))?,
+                    .map_err(|e| {
+                        (
+                            "payload_base64",
+                            ApiError::BadRequest(format!("payload_base64: {e}")),
+                        )
+                    })?,
             ),
             (None, None) => Bytes::new(),
         };
-        let time = |field: &str, t: Option<String>| t.map(|t| super::time(field, &t)).transpose();
+        let time = |field: &'static str, t: Option<String>| {
+            t.map(|t| super::time(field, &t).map_err(|e| (field, e)))
+                .transpose()
+        };
         spec.start = time("start", self.start)?;
         spec.end = time("end", self.end)?;
         if let Some(tz) = self.timezone {
@@ -116,6 +131,19 @@ impl ScheduleRequest {
         spec.overlap = self.overlap.unwrap_or(spec.overlap);
         spec.jitter_ms = self.jitter_ms.unwrap_or(spec.jitter_ms);
         Ok(spec)
+    }
+}
+
+/// A payload as the request's fields: `(payload, payload_base64)`, text when
+/// it is UTF-8, neither when it is empty.
+pub fn payload_fields(payload: Vec<u8>) -> (Option<String>, Option<String>) {
+    match String::from_utf8(payload) {
+        Ok(text) if text.is_empty() => (None, None),
+        Ok(text) => (Some(text), None),
+        Err(e) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
+        ),
     }
 }
 
@@ -226,6 +254,28 @@ impl ScheduleView {
             created_at: rec.created_at.to_rfc3339(),
             updated_at: rec.updated_at.to_rfc3339(),
         }
+    }
+
+    /// The spec it shows (the inverse of [`ScheduleView::new`] for the owner's
+    /// fields), to compare with a wanted one.
+    pub fn spec(&self) -> Result<ScheduleSpec, ApiError> {
+        ScheduleRequest {
+            cron: self.cron.clone(),
+            timezone: Some(self.timezone.clone()),
+            topic: self.topic.clone(),
+            payload: None,
+            payload_base64: Some(self.payload_base64.clone()),
+            headers: self.headers.clone(),
+            ordering_key: self.ordering_key.clone(),
+            catch_up: Some(self.catch_up),
+            max_catch_up: Some(self.max_catch_up),
+            catch_up_window_ms: Some(self.catch_up_window_ms),
+            overlap: Some(self.overlap),
+            start: self.start.clone(),
+            end: self.end.clone(),
+            jitter_ms: Some(self.jitter_ms),
+        }
+        .into_spec(&self.id)
     }
 }
 

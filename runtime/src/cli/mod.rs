@@ -12,6 +12,7 @@
 //! - [`render`]: human output (tables, attempts), colour only on a terminal.
 //! - [`pace`]: the pacing and progress line of `dlq replay --all --rate`.
 //! - [`egress`]: the allow-list flags shared by `register` and `run`.
+//! - `examples`: the examples of `--help`, one block per command.
 //! - `commands`: what each client command does.
 //! - [`apply`]: `sluice apply -f sluice.toml`, handlers as code.
 //! - [`init`]: `sluice init <lang> <name>`, a handler project to start from.
@@ -34,6 +35,7 @@ pub mod apply;
 pub mod client;
 mod commands;
 pub mod egress;
+mod examples;
 pub mod init;
 pub mod pace;
 pub mod render;
@@ -49,32 +51,9 @@ pub const VERSION: &str = concat!(
      wasi:cli/run@0.2 components)"
 );
 
-/// Examples under `sluice --help`.
-const EXAMPLES: &str = "\
-Examples:
-  sluice serve                                   embedded server on 127.0.0.1:7777
-  sluice init rust hello                         a handler project (rust c zig assemblyscript go python js)
-  sluice apply -f hello/sluice.toml              build and register what the manifest names
-  sluice register resize --topic images --module resize.wasm --retries 3
-  sluice handlers list                           (show, remove, pause, resume)
-  sluice enqueue images '{\"id\":1}' --key user-7   prints the message id
-  sluice status <message-id>                     its deliveries and attempts
-  sluice attempts <delivery-id>
-  sluice dlq list --handler resize               (show, replay, purge)
-  sluice replay --handler resize --since 2026-01-01T00:00:00Z
-  sluice schedules create nightly --cron '0 3 * * *' --topic reports   (list, show, pause, resume, trigger, remove)
-  sluice stats                                   DLQ size, backlog and lag per handler
-  sluice run resize.wasm '{\"id\":1}'             one local run in the sandbox, no server
-  sluice migrate --store postgres://...          create or migrate a PostgreSQL store
-  sluice openapi > openapi.json                  the HTTP API's OpenAPI document
-  sluice completions bash > /etc/bash_completion.d/sluice
-
-Every client command takes --url (SLUICE_URL), --token (SLUICE_TOKEN) and --json.
-Docs: docs/cli.md";
-
 /// sluice: a serverless job runner for WebAssembly.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version = VERSION, propagate_version = true, after_help = EXAMPLES)]
+#[command(name = "sluice", version = VERSION, propagate_version = true, after_help = examples::TOP)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -85,40 +64,54 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: queue, runner and HTTP API in one process.
+    #[command(after_help = examples::SERVE)]
     Serve(ServeArgs),
     /// Create or migrate a PostgreSQL store's schema ahead of `serve` (which
     /// also does it at start); takes serve's `--config` and `--store`.
+    #[command(after_help = examples::MIGRATE)]
     Migrate(ServeArgs),
     /// Register (or replace) a handler: a WASM module subscribed to a topic.
+    #[command(after_help = examples::REGISTER)]
     Register(RegisterArgs),
     /// List, show, remove, pause or resume handlers.
-    #[command(alias = "handler")]
+    #[command(alias = "handler", after_help = examples::HANDLERS)]
     Handlers(HandlersArgs),
     /// Enqueue a message on a topic; prints its id.
+    #[command(after_help = examples::ENQUEUE)]
     Enqueue(EnqueueArgs),
     /// Show a message with its deliveries and their attempts.
+    #[command(after_help = examples::STATUS)]
     Status(StatusArgs),
     /// Show the attempts of one delivery.
+    #[command(after_help = examples::ATTEMPTS)]
     Attempts(AttemptsArgs),
     /// Inspect, replay or purge the dead-letter queue.
+    #[command(after_help = examples::DLQ)]
     Dlq(DlqArgs),
     /// Re-deliver a handler's topic from a point in time.
+    #[command(after_help = examples::REPLAY)]
     Replay(ReplayArgs),
     /// Create, list, show, pause, resume, trigger or remove schedules (cron).
-    #[command(alias = "schedule")]
+    #[command(alias = "schedule", after_help = examples::SCHEDULES)]
     Schedules(schedules::SchedulesArgs),
     /// Counts per handler and state, DLQ size, backlog and lag.
+    #[command(after_help = examples::STATS)]
     Stats(StatsArgs),
     /// Invoke a module once, locally, in the same sandbox (no server needed).
+    #[command(after_help = examples::RUN)]
     Run(RunArgs),
     /// Make the server's handlers match a manifest (sluice.toml): create,
     /// update, leave unchanged, and with --prune remove.
+    #[command(after_help = examples::APPLY)]
     Apply(apply::ApplyArgs),
     /// Create a handler project: source, build script and manifest entry.
+    #[command(after_help = examples::INIT)]
     Init(init::InitArgs),
     /// Print the HTTP API's OpenAPI 3.1 document (as served at /v1/openapi.json).
+    #[command(after_help = examples::OPENAPI)]
     Openapi,
     /// Print a shell completion script: bash, zsh or fish.
+    #[command(after_help = examples::COMPLETIONS)]
     Completions(CompletionsArgs),
 }
 
@@ -666,6 +659,48 @@ mod tests {
                 help.contains(&format!("  sluice {name}")),
                 "no example of `sluice {name}` in --help:\n{help}"
             );
+        }
+    }
+
+    /// `sluice COMMAND --help` ends with examples: one of the command, one of
+    /// each of its subcommands, and every `sluice ...` line of them parses
+    /// (a redirect or pipe after it aside).
+    #[test]
+    fn each_commands_help_has_an_example_of_each_subcommand() {
+        let mut cli = Cli::command();
+        cli.build();
+        for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = sub.get_name();
+            let examples = sub
+                .get_after_help()
+                .unwrap_or_else(|| panic!("`sluice {name} --help` has no examples"))
+                .to_string();
+            assert!(examples.starts_with("Examples:\n"), "{name}: {examples}");
+            let lines: Vec<&str> = examples
+                .lines()
+                .filter_map(|l| l.trim_start().strip_prefix("sluice "))
+                .collect();
+            assert!(
+                lines.iter().any(|l| l.starts_with(name)),
+                "no example of `sluice {name}`:\n{examples}"
+            );
+            for subsub in sub.get_subcommands().filter(|s| s.get_name() != "help") {
+                let prefix = format!("{name} {}", subsub.get_name());
+                assert!(
+                    lines.iter().any(|l| l.starts_with(&prefix)),
+                    "no example of `sluice {prefix}` under `sluice {name} --help`:\n{examples}"
+                );
+            }
+            for line in &lines {
+                let words = shlex::split(line).unwrap_or_else(|| panic!("{line}: quoting"));
+                let words = words
+                    .iter()
+                    .take_while(|w| !matches!(w.as_str(), ">" | "|"));
+                let args = std::iter::once("sluice").chain(words.map(String::as_str));
+                if let Err(e) = Cli::try_parse_from(args) {
+                    panic!("`sluice {line}` (under `sluice {name} --help`): {e}");
+                }
+            }
         }
     }
 

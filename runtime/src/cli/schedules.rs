@@ -13,7 +13,7 @@ use super::render::{Color, Style, Table};
 use super::{Conn, key_value, read_payload};
 use crate::api::schedules::{
     OccurrenceView, RemovedScheduleView, ScheduleDetailView, ScheduleRequest, ScheduleView,
-    SchedulesView,
+    SchedulesView, payload_fields,
 };
 use crate::store::{CatchUp, Overlap};
 use crate::units::parse_duration;
@@ -151,20 +151,12 @@ pub(super) async fn execute(a: SchedulesArgs) -> anyhow::Result<()> {
             end,
             jitter,
         } => {
-            let payload = read_payload(data, file.as_ref())?;
-            let (payload, payload_base64) = match String::from_utf8(payload) {
-                Ok(text) => (Some(text), None),
-                Err(e) => {
-                    use base64::Engine as _;
-                    let b64 = base64::engine::general_purpose::STANDARD.encode(e.into_bytes());
-                    (None, Some(b64))
-                }
-            };
+            let (payload, payload_base64) = payload_fields(read_payload(data, file.as_ref())?);
             let request = ScheduleRequest {
                 cron,
                 timezone,
                 topic,
-                payload: payload.filter(|p| !p.is_empty()),
+                payload,
                 payload_base64,
                 headers: headers.into_iter().collect(),
                 ordering_key: key,

@@ -68,7 +68,7 @@ pub use postgres::{
 pub use schedule::{
     CatchUp, DEFAULT_CATCH_UP_WINDOW, DEFAULT_MAX_CATCH_UP, KEPT_OCCURRENCES, MAX_CATCH_UP,
     MAX_JITTER, MissReason, Occurrence, OccurrenceKind, Overlap, PlannedOccurrence,
-    SCHEDULE_HEADERS, ScheduleAdvance, ScheduleRecord, ScheduleSpec,
+    SCHEDULE_HEADERS, ScheduleAdvance, ScheduleFieldError, ScheduleRecord, ScheduleSpec,
 };
 pub(crate) use validate::{
     check_same_topic, new_id, outbox_message, validate_message, validate_outbox, validate_spec,

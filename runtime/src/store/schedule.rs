@@ -143,67 +143,106 @@ impl ScheduleSpec {
     /// Checks everything but the topic's existence: names, the expression and
     /// time zone, bounds. Each error names its field.
     pub fn validate(&self, max_payload: usize, max_headers: usize) -> StoreResult<()> {
-        validate_name("schedule id", &self.id)?;
-        validate_topic(&self.topic)?;
-        crate::schedule::Cron::parse(&self.cron, &self.timezone)
-            .map_err(|e| StoreError::InvalidInput(e.to_string()))?;
-        let bad = |m: String| Err(StoreError::InvalidInput(m));
+        self.check(max_payload, max_headers).map_err(|e| e.error)
+    }
+
+    /// [`ScheduleSpec::validate`], with the field that fails it apart (a
+    /// manifest names it in its own terms: `sluice apply`).
+    pub fn check(&self, max_payload: usize, max_headers: usize) -> Result<(), ScheduleFieldError> {
+        let at = |field: &'static str| move |error: StoreError| ScheduleFieldError { field, error };
+        let bad = |field: &'static str, m: String| {
+            Err(ScheduleFieldError {
+                field,
+                error: StoreError::InvalidInput(m),
+            })
+        };
+        validate_name("schedule id", &self.id).map_err(|e| at("id")(e.into()))?;
+        validate_topic(&self.topic).map_err(|e| at("topic")(e.into()))?;
+        crate::schedule::Cron::parse(&self.cron, &self.timezone).map_err(|e| {
+            let field = match e {
+                crate::schedule::ScheduleError::UnknownTimeZone(_) => "timezone",
+                _ => "cron",
+            };
+            at(field)(StoreError::InvalidInput(e.to_string()))
+        })?;
         if self.payload.len() > max_payload {
-            return Err(StoreError::PayloadTooLarge {
+            return Err(at("payload")(StoreError::PayloadTooLarge {
                 size: self.payload.len(),
                 max: max_payload,
-            });
+            }));
         }
         if let Some(k) = &self.ordering_key {
-            validate_key("ordering key", k)?;
+            validate_key("ordering key", k).map_err(|e| at("ordering_key")(e.into()))?;
         }
         let allowed = max_headers.saturating_sub(SCHEDULE_HEADERS.len());
         if self.headers.len() > allowed {
-            return bad(format!(
-                "headers: {} given, at most {allowed} allowed on a schedule",
-                self.headers.len()
-            ));
+            return bad(
+                "headers",
+                format!(
+                    "headers: {} given, at most {allowed} allowed on a schedule",
+                    self.headers.len()
+                ),
+            );
         }
         for (k, v) in &self.headers {
-            validate_header(k, v)?;
+            validate_header(k, v).map_err(|e| at("headers")(e.into()))?;
             if SCHEDULE_HEADERS.contains(&k.to_ascii_lowercase().as_str()) {
-                return bad(format!("headers: {k:?} is set by sluice"));
+                return bad("headers", format!("headers: {k:?} is set by sluice"));
             }
         }
         if self.max_catch_up == 0 || self.max_catch_up > MAX_CATCH_UP {
-            return bad(format!(
-                "max_catch_up: {} is outside 1 ..= {MAX_CATCH_UP}",
-                self.max_catch_up
-            ));
+            return bad(
+                "max_catch_up",
+                format!(
+                    "max_catch_up: {} is outside 1 ..= {MAX_CATCH_UP}",
+                    self.max_catch_up
+                ),
+            );
         }
         let window = self.catch_up_window();
         if window.is_zero() || window > crate::clock::MAX_DELAY {
-            return bad(format!(
-                "catch_up_window_ms: {} is outside 1 ..= {} ms",
-                self.catch_up_window_ms,
-                crate::clock::MAX_DELAY.as_millis()
-            ));
+            return bad(
+                "catch_up_window_ms",
+                format!(
+                    "catch_up_window_ms: {} is outside 1 ..= {} ms",
+                    self.catch_up_window_ms,
+                    crate::clock::MAX_DELAY.as_millis()
+                ),
+            );
         }
         if Duration::from_millis(self.jitter_ms) > MAX_JITTER {
-            return bad(format!(
-                "jitter_ms: {} is outside 0 ..= {}",
-                self.jitter_ms,
-                MAX_JITTER.as_millis()
-            ));
+            return bad(
+                "jitter_ms",
+                format!(
+                    "jitter_ms: {} ms is outside 0 ..= {} ms",
+                    self.jitter_ms,
+                    MAX_JITTER.as_millis()
+                ),
+            );
         }
         for (field, t) in [("start", self.start), ("end", self.end)] {
             if let Some(t) = t {
                 t.check(field)
-                    .map_err(|e| StoreError::InvalidInput(e.to_string()))?;
+                    .map_err(|e| at(field)(StoreError::InvalidInput(e.to_string())))?;
             }
         }
         if let (Some(s), Some(e)) = (self.start, self.end)
             && e < s
         {
-            return bad(format!("end ({e}) is before start ({s})"));
+            return bad("end", format!("end ({e}) is before start ({s})"));
         }
         Ok(())
     }
+}
+
+/// A [`ScheduleSpec`] field that cannot be used: its name (the spec's, e.g.
+/// `jitter_ms`) and the error the store answers with.
+#[derive(Debug)]
+pub struct ScheduleFieldError {
+    /// The field.
+    pub field: &'static str,
+    /// Why, as [`ScheduleSpec::validate`] says it.
+    pub error: StoreError,
 }
 
 /// A stored schedule: its spec and its durable state.

@@ -16,12 +16,28 @@
 //! concurrency = 4
 //! env = { MODE = "fast" }
 //! egress = { allow = ["https://api.example.com"] }   # the API's egress policy
+//!
+//! [[schedule]]                          # the body of PUT /v1/schedules/{id}
+//! id = "nightly"                        # [a-z0-9][a-z0-9._-]{0,127}
+//! cron = "0 3 * * *"                    # 5 fields, or 6 with seconds first
+//! topic = "images"
+//! timezone = "Europe/London"            # every other field is optional: absent
+//! payload = '{"all":true}'              #   ones take the server's defaults
+//! headers = { source = "cron" }         # (payload_base64 or payload_file instead)
+//! ordering_key = "nightly"
+//! catch_up = "latest"                   # skip | latest | all
+//! max_catch_up = 100
+//! catch_up_window = "24h"
+//! overlap = "skip"                      # allow | skip | buffer_one
+//! start = 2027-01-01T00:00:00Z          # or a string; end too
+//! jitter = "30s"
+//! paused = false                        # absent: left as the server has it
 //! ```
 //!
-//! Each kind of entry is an array of tables (`[[handler]]`), so further kinds
-//! (`[[schedule]]`) are new keys beside it. A manifest is read whole and
-//! checked before anything is built or sent: the first problem is one
-//! [`ManifestError`] naming the file, the entry and the field.
+//! Each kind of entry is an array of tables (`[[handler]]`, `[[schedule]]`).
+//! A manifest is read whole and checked before anything is built or sent: the
+//! first problem is one [`ManifestError`] naming the file, the entry and the
+//! field.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -34,6 +50,10 @@ use crate::cli::PolicyArgs;
 use crate::names::{validate_handler, validate_topic};
 use crate::policy::HandlerPolicy;
 use crate::units::{parse_duration, parse_size};
+
+mod schedule;
+
+pub use schedule::ScheduleEntrySpec;
 
 /// A manifest that cannot be used.
 #[derive(Debug, Error)]
@@ -52,7 +72,8 @@ pub enum ManifestError {
     Field {
         /// The file.
         path: PathBuf,
-        /// `handler "resize"`, `handler #2` (1-based) when it has no name yet, or `manifest`.
+        /// `handler "resize"`, `schedule "nightly"`, `handler #2` (1-based)
+        /// when it has no name yet, or `manifest`.
         entry: String,
         /// The key, e.g. `timeout`.
         field: String,
@@ -67,6 +88,8 @@ pub enum ManifestError {
 struct File {
     #[serde(default)]
     handler: Vec<HandlerEntry>,
+    #[serde(default)]
+    schedule: Vec<schedule::ScheduleEntry>,
 }
 
 /// One `[[handler]]` as written.
@@ -98,6 +121,8 @@ pub struct Manifest {
     pub path: PathBuf,
     /// Its handlers, in file order; names are unique.
     pub handlers: Vec<HandlerSpec>,
+    /// Its schedules, in file order; ids are unique.
+    pub schedules: Vec<ScheduleEntrySpec>,
 }
 
 /// One handler as the manifest wants it.
@@ -187,9 +212,30 @@ impl Manifest {
             }
             handlers.push(spec);
         }
+        let mut schedules = Vec::new();
+        for (i, s) in file.schedule.into_iter().enumerate() {
+            let entry = match &s.id {
+                Some(id) => format!("schedule {id:?}"),
+                None => format!("schedule #{}", i + 1),
+            };
+            let spec = schedule::check(s, dir)
+                .map_err(|(field, message)| fail(entry.clone(), field, message))?;
+            if schedules
+                .iter()
+                .any(|s: &ScheduleEntrySpec| s.id == spec.id)
+            {
+                return Err(fail(
+                    entry,
+                    "id",
+                    "named twice: each schedule is one entry".into(),
+                ));
+            }
+            schedules.push(spec);
+        }
         Ok(Manifest {
             path: path.to_owned(),
             handlers,
+            schedules,
         })
     }
 }
@@ -269,23 +315,27 @@ fn memory(v: Option<toml::Value>) -> Result<Option<u64>, (&'static str, String)>
 }
 
 /// The entry and field a deserialization error is at: `handler[1].timeout`
-/// becomes (`handler "resize"`, `timeout`), the name read from the raw TOML.
+/// becomes (`handler "resize"`, `timeout`), the name (a schedule's `id`) read
+/// from the raw TOML.
 fn locate(path: &serde_path_to_error::Path, text: &str) -> (String, String) {
     use serde_path_to_error::Segment;
     let segments: Vec<&Segment> = path.iter().collect();
     match segments.as_slice() {
-        [Segment::Map { key }, Segment::Seq { index }, rest @ ..] if key == "handler" => {
+        [Segment::Map { key }, Segment::Seq { index }, rest @ ..]
+            if key == "handler" || key == "schedule" =>
+        {
+            let name_key = if key == "handler" { "name" } else { "id" };
             let name = toml::from_str::<toml::Table>(text).ok().and_then(|t| {
-                t.get("handler")?
+                t.get(key.as_str())?
                     .as_array()?
                     .get(*index)?
-                    .get("name")?
+                    .get(name_key)?
                     .as_str()
                     .map(str::to_string)
             });
             let entry = match name {
-                Some(n) => format!("handler {n:?}"),
-                None => format!("handler #{}", index + 1),
+                Some(n) => format!("{key} {n:?}"),
+                None => format!("{key} #{}", index + 1),
             };
             let field = rest
                 .iter()

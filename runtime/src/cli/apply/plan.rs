@@ -1,26 +1,34 @@
-//! The plan of `sluice apply`: what to do to each handler so the server
-//! matches the manifest. Pure: computed from the manifest's handlers (with
-//! their modules' digests), the server's handlers and its default policy.
+//! The plan of `sluice apply`: what to do to each handler and schedule so the
+//! server matches the manifest. Pure: computed from the manifest's entries
+//! (handlers with their modules' digests), the server's handlers, schedules
+//! and default policy.
+//!
+//! Order is the order of execution: handlers created or updated first (a
+//! schedule's topic exists once a handler subscribes to it), then schedules
+//! created or updated, then schedules removed, then handlers removed.
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::manifest::HandlerSpec;
+use super::manifest::{HandlerSpec, ScheduleEntrySpec};
 use crate::api::dto::HandlerView;
+use crate::api::schedules::ScheduleView;
 use crate::policy::HandlerPolicy;
 
-/// What happens to one handler.
+/// What happens to one handler or schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
-    /// Not on the server: registered.
+    /// Not on the server: registered (created).
     Create,
-    /// Its module or policy differs: registered again (version bumped).
+    /// Its module, policy or spec differs: registered again (a handler's
+    /// version +1) or replaced (a schedule keeps its cursor and history).
     Update,
-    /// Already as the manifest says: not registered again (version unchanged).
+    /// Already as the manifest says: not written again (a handler's version,
+    /// a schedule's revision and update time do not move).
     Unchanged,
-    /// On the server, not in the manifest, and `--prune` given: removed with
-    /// its deliveries.
+    /// On the server, not in the manifest, and `--prune` given: removed (a
+    /// handler with its deliveries; a schedule with its occurrence records).
     Remove,
 }
 
@@ -36,33 +44,68 @@ impl Action {
     }
 }
 
+/// What a step is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A `[[handler]]`.
+    Handler,
+    /// A `[[schedule]]`.
+    Schedule,
+}
+
+impl Kind {
+    /// As the plan prints it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Kind::Handler => "handler",
+            Kind::Schedule => "schedule",
+        }
+    }
+}
+
 /// One line of the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
     /// What.
     pub action: Action,
-    /// The handler.
-    pub handler: String,
+    /// To what kind of entry.
+    pub kind: Kind,
+    /// The handler's name or the schedule's id.
+    pub name: String,
     /// Its topic (the manifest's; the server's for a removal).
     pub topic: String,
-    /// For an update, what differs: `module`, `policy.<field>`.
+    /// For an update, what differs: `module`, `policy.<field>` (handlers);
+    /// the spec's fields (`cron`, `jitter_ms`, ...) or `paused` (schedules).
     pub changes: Vec<String>,
 }
 
 /// A manifest handler with the sha256 (hex) of its module.
 pub type Wanted<'a> = (&'a HandlerSpec, String);
 
-/// The steps, manifest order first, then removals by name. `Err` names a
-/// handler whose policy fields do not fit over the server's defaults.
+/// What the server has.
+#[derive(Debug, Clone, Copy)]
+pub struct OnServer<'a> {
+    /// `GET /v1/handlers`.
+    pub handlers: &'a [HandlerView],
+    /// `GET /v1/schedules`.
+    pub schedules: &'a [ScheduleView],
+    /// `GET /v1/defaults`: the policy an absent field takes.
+    pub defaults: &'a HandlerPolicy,
+}
+
+/// The steps, in the order of execution (module doc). `Err` names an entry
+/// that cannot be planned: a handler moving topic, a policy that does not fit
+/// over the server's defaults.
 pub fn plan(
-    wanted: &[Wanted<'_>],
-    server: &[HandlerView],
-    defaults: &HandlerPolicy,
+    handlers: &[Wanted<'_>],
+    schedules: &[ScheduleEntrySpec],
+    server: OnServer<'_>,
     prune: bool,
 ) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
-    for (spec, sha256) in wanted {
-        let existing = server.iter().find(|h| h.name == spec.name);
+    for (spec, sha256) in handlers {
+        let existing = server.handlers.iter().find(|h| h.name == spec.name);
         let (action, changes) = match existing {
             None => (Action::Create, Vec::new()),
             Some(h) if h.topic != spec.topic => {
@@ -74,147 +117,112 @@ pub fn plan(
             }
             Some(h) => {
                 let policy = spec
-                    .policy_over(defaults)
+                    .policy_over(server.defaults)
                     .map_err(|e| format!("handler {:?}: policy: {e}", spec.name))?;
-                let changes = differences(sha256, &policy, h);
-                if changes.is_empty() {
-                    (Action::Unchanged, changes)
-                } else {
-                    (Action::Update, changes)
-                }
+                let changes = handler_differences(sha256, &policy, h);
+                (update_or_unchanged(&changes), changes)
             }
         };
         steps.push(Step {
             action,
-            handler: spec.name.clone(),
+            kind: Kind::Handler,
+            name: spec.name.clone(),
             topic: spec.topic.clone(),
             changes,
         });
     }
+    for want in schedules {
+        let (action, changes) = match server.schedules.iter().find(|s| s.id == want.id) {
+            None => (Action::Create, Vec::new()),
+            Some(have) => {
+                let changes = schedule_differences(want, have)?;
+                (update_or_unchanged(&changes), changes)
+            }
+        };
+        steps.push(Step {
+            action,
+            kind: Kind::Schedule,
+            name: want.id.clone(),
+            topic: want.spec.topic.clone(),
+            changes,
+        });
+    }
     if prune {
-        for h in server {
-            if !wanted.iter().any(|(spec, _)| spec.name == h.name) {
-                steps.push(Step {
-                    action: Action::Remove,
-                    handler: h.name.clone(),
-                    topic: h.topic.clone(),
-                    changes: Vec::new(),
-                });
+        for s in server.schedules {
+            if !schedules.iter().any(|want| want.id == s.id) {
+                steps.push(removal(Kind::Schedule, &s.id, &s.topic));
+            }
+        }
+        for h in server.handlers {
+            if !handlers.iter().any(|(spec, _)| spec.name == h.name) {
+                steps.push(removal(Kind::Handler, &h.name, &h.topic));
             }
         }
     }
     Ok(steps)
 }
 
+fn update_or_unchanged(changes: &[String]) -> Action {
+    if changes.is_empty() {
+        Action::Unchanged
+    } else {
+        Action::Update
+    }
+}
+
+fn removal(kind: Kind, name: &str, topic: &str) -> Step {
+    Step {
+        action: Action::Remove,
+        kind,
+        name: name.to_string(),
+        topic: topic.to_string(),
+        changes: Vec::new(),
+    }
+}
+
 /// What differs between the wanted handler and the server's.
-fn differences(sha256: &str, policy: &HandlerPolicy, h: &HandlerView) -> Vec<String> {
+fn handler_differences(sha256: &str, policy: &HandlerPolicy, h: &HandlerView) -> Vec<String> {
     let mut changes = Vec::new();
     if h.module_sha256 != sha256 {
         changes.push("module".to_string());
     }
-    let (Ok(Value::Object(want)), Ok(Value::Object(have))) = (
-        serde_json::to_value(policy),
-        serde_json::to_value(&h.policy),
-    ) else {
-        unreachable!("a policy serializes to an object")
-    };
-    for (field, value) in &want {
-        if have.get(field) != Some(value) {
-            changes.push(format!("policy.{field}"));
-        }
-    }
+    changes.extend(fields_differing(policy, &h.policy, "policy."));
     changes
 }
 
-#[cfg(test)]
-mod tests {
-    use std::path::PathBuf;
-
-    use serde_json::json;
-
-    use super::*;
-
-    fn spec(name: &str, policy: Value) -> HandlerSpec {
-        let Value::Object(policy) = policy else {
-            panic!()
-        };
-        HandlerSpec {
-            name: name.into(),
-            topic: "t".into(),
-            module: PathBuf::from("m.wasm"),
-            build: None,
-            policy,
-        }
+/// What differs between the wanted schedule and the server's: the spec's
+/// fields (an absent one means its default on both sides), and `paused` when
+/// the manifest says.
+fn schedule_differences(
+    want: &ScheduleEntrySpec,
+    have: &ScheduleView,
+) -> Result<Vec<String>, String> {
+    let spec = have.spec().map_err(|e| {
+        format!(
+            "schedule {:?}: the server's copy does not read back: {e}",
+            have.id
+        )
+    })?;
+    let mut changes = fields_differing(&want.spec, &spec, "");
+    if want.paused.is_some_and(|p| p != have.paused) {
+        changes.push("paused".to_string());
     }
-
-    fn server(name: &str, sha: &str, policy: HandlerPolicy) -> HandlerView {
-        HandlerView {
-            name: name.into(),
-            topic: "t".into(),
-            module_sha256: sha.into(),
-            policy,
-            paused: false,
-            created_at: String::new(),
-            updated_at: String::new(),
-            version: 1,
-        }
-    }
-
-    #[test]
-    fn create_update_unchanged_remove() {
-        let defaults = HandlerPolicy {
-            concurrency: 7,
-            ..HandlerPolicy::default()
-        };
-        let retries3 = HandlerPolicy {
-            retries: 3,
-            ..defaults.clone()
-        };
-        let (a, b, c, d) = (
-            spec("a", json!({})),
-            spec("b", json!({"retries": 3})),
-            spec("c", json!({"retries": 3})),
-            spec("d", json!({})),
-        );
-        let wanted = [
-            (&a, "aa".to_string()),
-            (&b, "bb".to_string()),
-            (&c, "cc".to_string()),
-            (&d, "dd".to_string()),
-        ];
-        let on_server = [
-            server("b", "bb", retries3),
-            server("c", "old", defaults.clone()),
-            // An absent field means the server's default: d is unchanged.
-            server("d", "dd", defaults.clone()),
-            server("old", "ee", defaults.clone()),
-        ];
-        let steps = plan(&wanted, &on_server, &defaults, true).unwrap();
-        let summary: Vec<(Action, &str, Vec<String>)> = steps
-            .iter()
-            .map(|s| (s.action, s.handler.as_str(), s.changes.clone()))
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                (Action::Create, "a", vec![]),
-                (Action::Unchanged, "b", vec![]),
-                (
-                    Action::Update,
-                    "c",
-                    vec!["module".to_string(), "policy.retries".to_string()]
-                ),
-                (Action::Unchanged, "d", vec![]),
-                (Action::Remove, "old", vec![]),
-            ]
-        );
-        // Without --prune nothing is removed.
-        let steps = plan(&wanted, &on_server, &defaults, false).unwrap();
-        assert!(steps.iter().all(|s| s.action != Action::Remove));
-        // A topic change is refused, naming the handler and the field.
-        let mut moved = server("d", "dd", defaults.clone());
-        moved.topic = "elsewhere".into();
-        let err = plan(&wanted[3..], &[moved], &defaults, false).unwrap_err();
-        assert!(err.starts_with("handler \"d\": topic:"), "{err}");
-    }
+    Ok(changes)
 }
+
+/// The top-level fields of `want` whose JSON differs from `have`'s, each
+/// with `prefix` before it.
+fn fields_differing<T: Serialize>(want: &T, have: &T, prefix: &str) -> Vec<String> {
+    let (Ok(Value::Object(want)), Ok(Value::Object(have))) =
+        (serde_json::to_value(want), serde_json::to_value(have))
+    else {
+        unreachable!("policies and schedule specs serialize to objects")
+    };
+    want.iter()
+        .filter(|(field, value)| have.get(*field) != Some(value))
+        .map(|(field, _)| format!("{prefix}{field}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
