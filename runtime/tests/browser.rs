@@ -4,7 +4,12 @@
 //! `chromium`) logging in, searching by idempotency key, opening the dead
 //! delivery, being refused a replay with the read-only token, replaying it
 //! after the fix and watching it succeed without a reload, pausing and
-//! resuming. Screenshots land in `<target>/tmp/dashboard-screenshots/`.
+//! resuming; then the Schedules page: a schedule created through the API
+//! listed, paused, resumed and triggered from the page (CSRF-checked posts; a
+//! forged token refused), its hostile payload and header shown as text on
+//! the triggered message's page, and a hostile id named as text on the
+//! unknown-schedule page, with nothing injected or run. Screenshots land in
+//! `<target>/tmp/dashboard-screenshots/`.
 //!
 //! Needs `node`, `/usr/bin/chromium` and `tests/browser/node_modules`
 //! (`scripts/install-browser.sh`, run by `make test`); without them it fails
@@ -136,7 +141,12 @@ fn the_dashboard_in_headless_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     println!("{stdout}");
-    for shot in ["overview.png", "failed-attempt.png", "dlq.png"] {
+    for shot in [
+        "overview.png",
+        "failed-attempt.png",
+        "dlq.png",
+        "schedules.png",
+    ] {
         assert!(shots.join(shot).is_file(), "screenshot {shot}");
     }
 }

@@ -1,6 +1,7 @@
 // The dashboard in a real browser (Debian's chromium, driven by
 // playwright-core). Run by runtime/tests/browser.rs against a real
-// `sluice serve` holding one dead delivery:
+// `sluice serve` holding one dead delivery (the schedule steps create their
+// own schedule through the API):
 //   node dashboard.mjs <url> <token> <read-token> <key> <fixed.wasm> <shots-dir>
 // Exits non-zero, naming the step, when anything is not as expected.
 import { chromium } from "playwright-core";
@@ -97,7 +98,66 @@ try {
   await page.locator("#handler-h .state").filter({ hasText: "paused" }).waitFor();
   await page.click("#handler-h button.resume");
   await page.locator("#handler-h .state").filter({ hasText: "running" }).waitFor();
-  console.log("browser steps: 5 passed, 0 failed");
+
+  step("the Schedules page lists a schedule created through the API");
+  // Markup that would run if it reached the page unescaped.
+  const hostile = `<img src=x onerror="window.__xss=1"><b class="xss">bold</b>`;
+  const auth = { authorization: `Bearer ${token}` };
+  const created = await fetch(`${url}/v1/schedules/nightly`, {
+    method: "PUT",
+    headers: { ...auth, "content-type": "application/json" },
+    body: JSON.stringify({
+      cron: "0 3 * * *", timezone: "Europe/London", topic: "t",
+      payload: hostile, headers: { "x-note": hostile },
+    }),
+  });
+  if (!created.ok) throw new Error(`create the schedule: ${created.status} ${await created.text()}`);
+  const paused = async () => (await (await fetch(`${url}/v1/schedules/nightly`, { headers: auth })).json()).schedule.paused;
+  await page.goto(`${url}/ui/schedules`);
+  const srow = page.locator("#schedule-nightly");
+  await srow.waitFor();
+  const cells = await srow.innerText();
+  for (const want of ["0 3 * * *", "Europe/London", "active"]) {
+    if (!cells.includes(want)) throw new Error(`schedule row lacks ${want}: ${cells}`);
+  }
+  await page.screenshot({ path: join(shots, "schedules.png"), fullPage: true });
+
+  step("pause, resume and trigger from the page; a forged post is refused");
+  await srow.locator("button", { hasText: "pause" }).click();
+  await page.waitForURL(`${url}/ui/schedules/nightly`);
+  await page.locator("h1 .badge").filter({ hasText: "paused" }).waitFor();
+  if (!(await paused())) throw new Error("the page's pause did not reach the store");
+  await page.locator("button", { hasText: "resume" }).click();
+  await page.waitForURL(`${url}/ui/schedules/nightly`);
+  if ((await page.locator("h1 .badge").count()) !== 0) throw new Error("still shown paused after resume");
+  if (await paused()) throw new Error("the page's resume did not reach the store");
+  // The session cookie goes with it, but not the page's CSRF token.
+  const forged = await page.evaluate(async () => (await fetch("/ui/schedules/nightly/pause", {
+    method: "POST", body: new URLSearchParams({ csrf: "forged" }),
+  })).status);
+  if (forged !== 403) throw new Error(`a post with a forged CSRF token got ${forged}`);
+  if (await paused()) throw new Error("the forged post paused the schedule");
+  await page.locator("button", { hasText: "trigger now" }).click();
+  await page.waitForURL(`${url}/ui/schedules/nightly`);
+  const fired = page.locator("tr.occurrence-triggered a");
+  await fired.first().waitFor();
+
+  step("hostile payload, header and schedule id are shown as text");
+  await fired.first().click();
+  await page.locator("#show-text").click();
+  const shown = await page.locator("#payload").innerText();
+  if (shown !== hostile) throw new Error(`payload shown as ${JSON.stringify(shown)}`);
+  if (!(await page.locator("main").innerText()).includes(`x-note: ${hostile}`)) throw new Error("header not shown as text");
+  const inert = async (where) => {
+    const injected = await page.locator("img[src=x], b.xss").count();
+    const ran = await page.evaluate(() => window.__xss);
+    if (injected !== 0 || ran !== undefined) throw new Error(`${where}: markup injected (${injected}) or script ran (${ran})`);
+  };
+  await inert("message page");
+  await page.goto(`${url}/ui/schedules/${encodeURIComponent(hostile)}`);
+  if (!(await page.locator("body").innerText()).includes("<img src=x")) throw new Error("the unknown id is not named as text");
+  await inert("unknown schedule page");
+  console.log("browser steps: 9 passed, 0 failed");
 } catch (e) {
   console.error(`browser test failed: ${e.stack || e}`);
   process.exitCode = 1;

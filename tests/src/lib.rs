@@ -137,6 +137,9 @@ impl Harness {
             poll_interval: Duration::from_millis(50),
             promote_interval: Duration::from_millis(5),
             rescue_interval: Duration::from_millis(20),
+            // Prune acts on the injected clock only (retention, module
+            // grace): frequent passes cost little and let a test see one.
+            prune_interval: Duration::from_millis(20),
             // Never in a test's lifetime: producers start only on the
             // store's handlers signal, so every runner test proves it.
             handler_interval: Duration::from_secs(3600),

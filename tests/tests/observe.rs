@@ -540,3 +540,35 @@ async fn retries_count_as_redeliveries_and_success_as_completions() {
     assert!(summaries[2].starts_with("3  ok"), "{human}");
     h.stop().await;
 }
+
+/// The runner's prune collects the module of a removed handler once its
+/// grace has passed on the injected clock, and counts it in
+/// `sluice_modules_collected_total`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_collects_a_removed_handlers_module_and_counts_it() {
+    let h = Harness::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let record = h
+        .register("gone", "t", &fixture(&dir, "exit_0"), base())
+        .await;
+    let app = api(&h);
+    assert_eq!(
+        sample(&scrape(&app).await, "sluice_modules_collected_total"),
+        0.0
+    );
+    h.store.remove_handler("gone").await.unwrap();
+    // A pass starts the grace, a pass after it collects: move the clock a
+    // grace at a time until the runner's passes have done both.
+    let mut collected = false;
+    for _ in 0..2000 {
+        h.clock.advance(sluice::store::MODULE_GRACE);
+        if sample(&scrape(&app).await, "sluice_modules_collected_total") == 1.0 {
+            collected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(collected, "the module was collected and counted");
+    assert!(h.store.module(&record.module_sha256).await.is_err());
+    h.stop().await;
+}

@@ -71,6 +71,11 @@ pub fn render(stats: Stats, metrics: &Metrics, now: Timestamp, format: Format) -
             "Leases that expired and were rescued",
             &m.lease_expiries,
         ),
+        (
+            "sluice_modules_collected",
+            "Modules deleted by upkeep because nothing referenced them",
+            &m.modules_collected,
+        ),
     ] {
         registry.register(name, help, counter.clone());
     }

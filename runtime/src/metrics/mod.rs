@@ -99,6 +99,8 @@ pub struct Metrics {
     pub(crate) queue_full: Counter,
     /// Leases that expired and were rescued.
     pub(crate) lease_expiries: Counter,
+    /// Modules this process's upkeep deleted (nothing referenced them).
+    pub(crate) modules_collected: Counter,
     /// Finished attempts per handler and outcome kind.
     pub(crate) attempts: Family<AttemptLabels, Counter>,
     /// Attempt durations.
@@ -130,6 +132,7 @@ impl Default for Metrics {
             duplicates: Counter::default(),
             queue_full: Counter::default(),
             lease_expiries: Counter::default(),
+            modules_collected: Counter::default(),
             attempts: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
             end_to_end: Family::new_with_constructor(latency_histogram),
@@ -173,6 +176,11 @@ impl Metrics {
     /// Records `n` leases that expired and were rescued.
     pub fn lease_expired(&self, n: u64) {
         self.lease_expiries.inc_by(n);
+    }
+
+    /// Records `n` modules deleted by upkeep.
+    pub fn modules_collected(&self, n: u64) {
+        self.modules_collected.inc_by(n);
     }
 
     /// Records one finished attempt.

@@ -530,7 +530,19 @@ pub struct PruneReport {
     pub dead: u64,
     /// Idempotency keys past the window.
     pub idempotency_keys: u64,
+    /// Modules garbage-collected: no handler's current module, no retained
+    /// attempt's, for at least [`MODULE_GRACE`].
+    #[serde(default)]
+    pub modules: u64,
 }
+
+/// How long a module nothing references is kept before upkeep deletes it,
+/// counted from the prune pass that first finds it unreferenced: the longest
+/// an attempt can run (the sandbox's longest timeout, 12 h). An attempt still
+/// running a module its handler no longer uses (re-registered or removed
+/// meanwhile) records that module when it settles, well inside the grace, so
+/// the module is referenced again before it could go (docs/cli.md, "Modules").
+pub const MODULE_GRACE: Duration = Duration::from_millis(crate::policy::MAX_DURATION_MS);
 
 /// A store failure. Every variant names the problem; none acknowledges anything
 /// that is not durable.
@@ -658,7 +670,8 @@ pub trait Store: Send + Sync + 'static {
     async fn handler(&self, name: &str) -> StoreResult<HandlerRecord>;
     /// All handlers, by name.
     async fn handlers(&self) -> StoreResult<Vec<HandlerRecord>>;
-    /// A module's bytes by sha256.
+    /// A module's bytes by sha256: any handler's current module, and any
+    /// module a retained attempt records, until [`Store::prune`] collects it.
     async fn module(&self, sha256: &str) -> StoreResult<Bytes>;
     /// Pauses or resumes a handler: paused, its deliveries wait and none is leased.
     async fn set_paused(&self, name: &str, paused: bool) -> StoreResult<HandlerRecord>;
@@ -730,7 +743,11 @@ pub trait Store: Send + Sync + 'static {
     /// nothing: the rescuer records each attempt as interrupted through
     /// [`Store::fail`] with the policy's disposition.
     async fn expired_leases(&self, limit: usize) -> StoreResult<Vec<ExpiredLease>>;
-    /// Removes up to `limit` items past retention or the idempotency window.
+    /// Removes up to `limit` items past retention or the idempotency window,
+    /// and up to `limit` modules that no handler uses and no retained attempt
+    /// records, once they have been so for [`MODULE_GRACE`] (the first pass
+    /// that finds one unreferenced starts its grace; registering it again, or
+    /// an attempt recording it, ends the grace). Safe on every runner at once.
     async fn prune(&self, limit: usize) -> StoreResult<PruneReport>;
 
     // ---- schedules (types and rules: schedule.rs, crate::schedule) ----

@@ -31,6 +31,7 @@ fn metrics() -> Metrics {
     m.enqueued(2, 1);
     m.queue_full();
     m.lease_expired(1);
+    m.modules_collected(2);
     m.attempt("h", "ok", 1, Duration::from_millis(2));
     m.attempt("h", "exit", 2, Duration::from_millis(200));
     m.settled("h", Some(Duration::from_millis(3)), false);
@@ -132,6 +133,7 @@ fn values_and_histograms() {
             "sluice_enqueue_duplicates_total 1",
             "sluice_enqueue_queue_full_total 1",
             "sluice_lease_expiries_total 1",
+            "sluice_modules_collected_total 2",
             "sluice_store_flushes_total 3",
             "sluice_attempts_total{handler=\"h\",outcome=\"exit\"} 1",
             "sluice_attempts_total{handler=\"h\",outcome=\"trap\"} 0",

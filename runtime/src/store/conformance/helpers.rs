@@ -139,6 +139,14 @@ pub fn report(outcome: Outcome) -> AttemptReport {
     }
 }
 
+/// `report`, as an attempt that ran module `wasm` (not module 0).
+pub fn ran(report: AttemptReport, wasm: &[u8]) -> AttemptReport {
+    AttemptReport {
+        module_sha256: sha256_hex(wasm),
+        ..report
+    }
+}
+
 /// A successful attempt report.
 pub fn ok() -> AttemptReport {
     report(Outcome::Ok)

@@ -35,6 +35,7 @@
 //! | [`dlq`] | dead letters: listing, replay, purge, `replay_since` |
 //! | [`query`] | `query_deliveries`: by state per handler, ids, keys, topic, outcome, time; paging |
 //! | [`upkeep`] | promote due, rescue expired, prune |
+//! | [`modules`] | module garbage collection by prune: removed, re-registered and shared handlers' modules, retained history, the grace, restarts, a registration racing two instances |
 //! | [`outbox`] | the transactional outbox |
 //! | [`ordering`] | per-key ordering |
 //! | [`restart`] | durability across restart, leases released on open, group commit, signals |
@@ -62,6 +63,7 @@ pub mod handlers;
 pub mod helpers;
 pub mod instances;
 pub mod lease;
+pub mod modules;
 pub mod ordering;
 pub mod outbox;
 pub mod query;
@@ -229,6 +231,7 @@ macro_rules! __store_conformance_groups {
         $crate::__store_conformance_lease! { $($with)* }
         $crate::__store_conformance_dlq! { $($with)* }
         $crate::__store_conformance_upkeep! { $($with)* }
+        $crate::__store_conformance_modules! { $($with)* }
         $crate::__store_conformance_outbox! { $($with)* }
         $crate::__store_conformance_ordering! { $($with)* }
         $crate::__store_conformance_restart! { $($with)* }

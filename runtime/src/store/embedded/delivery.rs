@@ -289,6 +289,7 @@ impl Inner {
             },
         };
         attempt.finished_at = Some(now);
+        super::modules::refer(txn, rec.id, &report.module_sha256);
         attempt.report = Some(report);
         txn.put(key, codec::encode_attempt(&attempt)?);
         rec.lease = None;
@@ -343,7 +344,7 @@ impl Inner {
         }
     }
 
-    /// Deletes a delivery with its attempts and index entries.
+    /// Deletes a delivery with its attempts, index entries and module references.
     pub(super) fn delete_delivery(
         &self,
         txn: &mut Txn<'_>,
@@ -357,7 +358,7 @@ impl Inner {
         for (k, _) in self.tree.scan_prefix(keys::attempts(rec.id)) {
             txn.del(k.to_vec());
         }
-        Ok(())
+        self.forget_refs(txn, rec.id)
     }
 
     /// Creates and places a delivery of `message` for `handler`.

@@ -94,6 +94,8 @@ impl Inner {
         if txn.get(&mkey).is_none() {
             txn.put(mkey, module.to_vec());
         }
+        // In use again: its grace (if upkeep had started one) ends.
+        txn.del(keys::module_unused(&sha));
         txn.put(keys::handler(&spec.name), codec::encode_json(&record)?);
         txn.put(keys::topic(&spec.topic), Vec::new());
         self.commit(&mut w, txn)?;

@@ -26,12 +26,15 @@
 //! | `H` | handler | handler record |
 //! | `P` | topic | — (known topics) |
 //! | `W` | module sha256 | module bytes |
+//! | `U` | module sha256, delivery id | — (the module's retained references) |
+//! | `u` | delivery id, module sha256 | — (the modules a delivery's attempts ran) |
+//! | `w` | module sha256 | time upkeep first found it unreferenced (its grace) |
 //! | `C` | handler, state | count |
 //! | `Q` | handler, state, delivery id | — (every delivery by state, in creation order) |
 //! | `O` | handler, ordering key, delivery id | — (deliveries by ordering key) |
 //! | `J` | schedule id | schedule record (JSON) |
 //! | `j` | schedule id, occurrence number | occurrence record (JSON) |
-//! | `Y` | — | version of the query indexes (`Q`, `O`); absent: built on open |
+//! | `Y` | — | version of the derived indexes (`Q`, `O`, `U`, `u`); absent or older: built on open |
 //! | `Z` | — | last sequence number |
 //!
 //! Which of `R`, `S`, `L`, `B`, `X` a delivery has follows from its state
@@ -60,6 +63,9 @@ const IDEMPOTENCY_EXPIRY: u8 = b'i';
 const HANDLER: u8 = b'H';
 const TOPIC: u8 = b'P';
 const MODULE: u8 = b'W';
+const MODULE_REF: u8 = b'U';
+const DELIVERY_MODULE: u8 = b'u';
+const MODULE_UNUSED: u8 = b'w';
 const COUNT: u8 = b'C';
 const BY_STATE: u8 = b'Q';
 const BY_ORDERING_KEY: u8 = b'O';
@@ -85,6 +91,8 @@ pub(super) const IDEMPOTENCY_EXPIRY_ALL: &[u8] = &[IDEMPOTENCY_EXPIRY];
 pub(super) const COUNTS: &[u8] = &[COUNT];
 /// Prefix of every handler record.
 pub(super) const HANDLERS: &[u8] = &[HANDLER];
+/// Prefix of every module.
+pub(super) const MODULES: &[u8] = &[MODULE];
 /// Prefix of every schedule record, by id.
 pub(super) const SCHEDULES: &[u8] = &[SCHEDULE];
 
@@ -302,6 +310,48 @@ pub(super) fn module(sha256: &str) -> Vec<u8> {
     Key::new(MODULE).raw(sha256.as_bytes()).build()
 }
 
+/// The sha256 of a [`module`] key.
+pub(super) fn parse_module(k: &[u8]) -> StoreResult<String> {
+    k.get(1..)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .map(str::to_string)
+        .ok_or_else(|| corrupt("module key"))
+}
+
+/// A reference to a module by one delivery's attempts.
+pub(super) fn module_ref(sha256: &str, delivery: DeliveryId) -> Vec<u8> {
+    Key::new(MODULE_REF).name(sha256).id(delivery).build()
+}
+
+/// Prefix of a module's references.
+pub(super) fn module_refs(sha256: &str) -> Vec<u8> {
+    Key::new(MODULE_REF).name(sha256).build()
+}
+
+/// A module one delivery's attempts ran (the reverse of [`module_ref`]).
+pub(super) fn delivery_module(delivery: DeliveryId, sha256: &str) -> Vec<u8> {
+    Key::new(DELIVERY_MODULE).id(delivery).name(sha256).build()
+}
+
+/// Prefix of the modules a delivery's attempts ran.
+pub(super) fn delivery_modules(delivery: DeliveryId) -> Vec<u8> {
+    Key::new(DELIVERY_MODULE).id(delivery).build()
+}
+
+/// The sha256 of a [`delivery_module`] key.
+pub(super) fn parse_delivery_module(k: &[u8]) -> StoreResult<String> {
+    k.get(17..k.len().saturating_sub(1))
+        .filter(|_| k.last() == Some(&0))
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .map(str::to_string)
+        .ok_or_else(|| corrupt("delivery module key"))
+}
+
+/// Since when a module has been found unreferenced.
+pub(super) fn module_unused(sha256: &str) -> Vec<u8> {
+    Key::new(MODULE_UNUSED).raw(sha256.as_bytes()).build()
+}
+
 /// A handler's count of deliveries in `state`.
 pub(super) fn count(handler: &str, state: DeliveryState) -> Vec<u8> {
     let mut k = Key::new(COUNT).name(handler).build();
@@ -412,6 +462,15 @@ mod tests {
         );
         assert_eq!(parse_scheduled(&scheduled(t, id)).unwrap(), (t, id));
         assert_eq!(parse_leased(&leased(t, id)).unwrap(), (t, id));
+        let sha = "ab".repeat(32);
+        assert_eq!(parse_module(&module(&sha)).unwrap(), sha);
+        assert_eq!(
+            parse_delivery_module(&delivery_module(id, &sha)).unwrap(),
+            sha
+        );
+        assert!(delivery_module(id, &sha).starts_with(&delivery_modules(id)));
+        assert!(module_ref(&sha, id).starts_with(&module_refs(&sha)));
+        assert!(!module_ref(&sha, id).starts_with(&module_refs(&sha[..63])));
         assert_eq!(parse_dead(&dead("h", t, id), "h").unwrap(), (t, id));
         assert!(dead("h", t, id).starts_with(&dead_of("h")));
         assert!(dead("h", t, id) >= dead_since("h", t));

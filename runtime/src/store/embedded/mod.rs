@@ -11,6 +11,7 @@
 //! | the delivery record, its index entries and state transitions | [`delivery`] |
 //! | enqueue, lease, extend, complete (with the outbox), fail | [`queue`] |
 //! | handlers and modules | [`handlers`] |
+//! | module references and their collection by upkeep | [`modules`] |
 //! | the DLQ, replay and purge | [`dlq`] |
 //! | promote due, expired leases, prune | [`upkeep`] |
 //! | schedules and their occurrences; a tick's advance in one batch | [`schedules`] |
@@ -63,6 +64,7 @@ mod image;
 mod inspect;
 mod keys;
 mod memtree;
+mod modules;
 #[cfg(test)]
 mod powerloss;
 mod query;

@@ -29,8 +29,9 @@ use crate::store::{
 const SCAN_CHUNK: usize = 256;
 /// Deliveries whose query entries are written per batch when building them on open.
 const BUILD_CHUNK: usize = 1024;
-/// The query indexes' layout version, stored under `keys::QUERY_INDEX_VERSION`.
-const QUERY_INDEX_VERSION: u64 = 1;
+/// The derived indexes' layout version, stored under `keys::QUERY_INDEX_VERSION`:
+/// 1 the query indexes (`Q`, `O`), 2 also the module references (`U`, `u`).
+const QUERY_INDEX_VERSION: u64 = 2;
 
 impl Inner {
     pub(super) fn query_deliveries(
@@ -222,9 +223,10 @@ impl Inner {
         }
     }
 
-    /// Writes the query indexes of every stored delivery when the store was
-    /// written by a build without them (or with an older layout); a no-op
-    /// once their version is stored. Runs on open, before any verb.
+    /// Writes the derived indexes (query entries, module references) of every
+    /// stored delivery when the store was written by a build without them (or
+    /// with an older layout); a no-op once their version is stored. Runs on
+    /// open, before any verb.
     pub(super) fn build_query_indexes(&self) -> StoreResult<()> {
         let current = self
             .tree
@@ -247,6 +249,7 @@ impl Inner {
                 for entry in query_entries(&rec) {
                     txn.put(entry, Vec::new());
                 }
+                self.refer_attempts(&mut txn, rec.id)?;
                 built += 1;
                 last = Some(k);
             }

@@ -310,3 +310,101 @@ async fn query_indexes_are_built_on_open_when_missing() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// A store at `dir` with small checkpoints on `clock`.
+fn open_on_clock(dir: &Path, clock: &crate::clock::ManualClock) -> EmbeddedStore {
+    let tuning = EmbeddedSettings {
+        checkpoint_bytes: 4096,
+        ..EmbeddedSettings::default()
+    };
+    EmbeddedStore::open_with(
+        dir,
+        StoreConfig::default(),
+        &tuning,
+        Arc::new(clock.clone()),
+    )
+    .unwrap()
+}
+
+/// A module's collection is a delete like any other: once checkpoints have
+/// copied the batch holding it into sled and deleted its log file, the
+/// reopened image still has the module gone (and the kept one there).
+#[tokio::test]
+async fn a_collected_module_stays_gone_after_checkpoints() {
+    use crate::store::MODULE_GRACE;
+    use crate::store::conformance::helpers::{module, register, sha256_hex};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = manual_clock();
+    let s = open_on_clock(dir.path(), &clock);
+    register_h(&s).await;
+    register(&s, "gone", "u", HandlerPolicy::default(), module(9)).await;
+    s.remove_handler("gone").await.unwrap();
+    assert_eq!(s.prune(100).await.unwrap().modules, 0);
+    clock.advance(MODULE_GRACE);
+    assert_eq!(s.prune(100).await.unwrap().modules, 1);
+    let first_log = wal::files(&fs::OsFs, &dir.path().join("wal")).unwrap();
+    enqueue_n(&s, "t", 200).await;
+    let logs = wal::files(&fs::OsFs, &dir.path().join("wal")).unwrap();
+    assert!(
+        !logs.iter().any(|f| first_log.first() == Some(f)),
+        "the log file holding the delete was checkpointed and deleted: {logs:?}"
+    );
+    drop(s);
+    let s = open_on_clock(dir.path(), &clock);
+    let gone = s.module(&sha256_hex(&module(9))).await;
+    assert!(
+        matches!(gone, Err(StoreError::UnknownModule(_))),
+        "{gone:?}"
+    );
+    let h = s.handler("h").await.unwrap();
+    assert!(s.module(&h.module_sha256).await.is_ok());
+}
+
+/// A store written before the module references existed (derived indexes
+/// at version 1, no `U`/`u` entries) gets them on open: a dead delivery's
+/// module stays through a grace after its handler moved on.
+#[tokio::test]
+async fn module_references_are_built_on_open_when_missing() {
+    use crate::store::MODULE_GRACE;
+    use crate::store::conformance::helpers::{dead, failed, module, ran, register, sha256_hex};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = manual_clock();
+    let s =
+        EmbeddedStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
+    register(&s, "h", "t", HandlerPolicy::default(), module(1)).await;
+    enqueue_n(&s, "t", 1).await;
+    let l = s.lease("h", 1).await.unwrap().remove(0);
+    s.fail(&l.lease, ran(failed(), &module(1)), dead("d"))
+        .await
+        .unwrap();
+    register(&s, "h", "t", HandlerPolicy::default(), module(2)).await;
+    let refs: Vec<_> = [&b"U"[..], b"u"]
+        .iter()
+        .flat_map(|p| s.inner.tree.scan_prefix(p).map(|(k, _)| k))
+        .collect();
+    assert_eq!(refs.len(), 2, "one reference and its reverse");
+    {
+        let mut w = s.inner.lock();
+        let mut txn = txn::Txn::new(&s.inner.tree);
+        for k in refs {
+            txn.del(k);
+        }
+        txn.put(
+            keys::QUERY_INDEX_VERSION.to_vec(),
+            codec::u64_value(1).to_vec(),
+        );
+        s.inner.commit(&mut w, txn).unwrap();
+    }
+    s.inner.flusher.durable().await.unwrap();
+    drop(s);
+    let s =
+        EmbeddedStore::open(dir.path(), StoreConfig::default(), Arc::new(clock.clone())).unwrap();
+    assert_eq!(s.prune(100).await.unwrap().modules, 0);
+    clock.advance(MODULE_GRACE);
+    assert_eq!(s.prune(100).await.unwrap().modules, 0);
+    assert_eq!(
+        s.module(&sha256_hex(&module(1))).await.unwrap(),
+        module(1),
+        "the dead delivery's module"
+    );
+}

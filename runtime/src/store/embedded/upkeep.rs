@@ -1,6 +1,7 @@
 //! Upkeep: promoting due deliveries, finding expired leases (the rescuer
 //! settles them through `fail` with the policy's answer), and pruning
-//! retention and the idempotency window. Each reads the first entries of an
+//! retention and the idempotency window, then collecting unreferenced
+//! modules ([`super::modules`]). Each reads the first entries of an
 //! ordered index, whatever the backlog.
 
 use super::delivery::save;
@@ -144,6 +145,8 @@ impl Inner {
         }
         w.prune_cursor = cursor;
         self.commit(&mut w, txn)?;
+        // After the batch above: the deliveries it deleted no longer refer.
+        report.modules = self.collect_modules(&mut w, now, limit)?;
         Ok(report)
     }
 }

@@ -77,9 +77,14 @@ impl Core {
             updated_at: now.at,
             version: old.as_ref().map_or(1, |o| o.version + 1),
         };
+        // Stored, or in use again: either way its grace (if upkeep had
+        // started one) ends, in the row write a concurrent collection's
+        // DELETE waits for and re-checks (schema version 6). If that DELETE
+        // went first, the conflict is gone and the row is inserted anew.
         execute(
             tx,
-            "INSERT INTO modules (sha256, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO modules (sha256, bytes) VALUES ($1, $2)
+             ON CONFLICT (sha256) DO UPDATE SET unused_since = NULL",
             &[&sha, &module],
         )
         .await?;

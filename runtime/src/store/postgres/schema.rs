@@ -16,10 +16,25 @@ use super::error::db;
 use crate::store::{StoreError, StoreResult};
 
 /// The newest schema version this build writes.
-pub(super) const VERSION: i32 = 5;
+pub(super) const VERSION: i32 = 6;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+
+/// Version 6: module garbage collection ([`super::upkeep`]'s prune).
+///
+/// - `modules.unused_since`: when upkeep first found the module
+///   unreferenced (no handler's current module, no attempt's); `NULL` while
+///   referenced. It goes at a pass `MODULE_GRACE` later, if still so.
+///   Registering it sets the column back to `NULL` in the same row write
+///   that stores it, which is what a concurrent collection's `DELETE`
+///   re-checks under the row lock.
+/// - `attempts_module`: "does an attempt record this module" is an index
+///   probe, not a scan of the attempts.
+const V6: &str = r#"
+ALTER TABLE modules ADD COLUMN unused_since bigint;
+CREATE INDEX attempts_module ON attempts (module_sha256) WHERE module_sha256 IS NOT NULL;
+"#;
 
 /// Version 3: schedules. A schedule's record (spec, cursor, counts) is one
 /// JSON document beside its revision, which a tick's advance checks under

@@ -11,7 +11,7 @@ use super::rows::{DELIVERY_COLS, DeliveryRow, col};
 use super::sql::{execute, query, query_one};
 use super::{Core, Now};
 use crate::clock::Timestamp;
-use crate::store::{AttemptReport, ExpiredLease, Lease, PruneReport, StoreResult};
+use crate::store::{AttemptReport, ExpiredLease, Lease, MODULE_GRACE, PruneReport, StoreResult};
 
 /// Leases released per transaction at open.
 const RELEASE_CHUNK: i64 = 512;
@@ -149,11 +149,69 @@ impl Core {
         )
         .await?;
         self.commit(tx, 1).await?;
+        // After the commit above: the deliveries it deleted no longer refer.
+        let modules = self.collect_modules(now, limit).await?;
         Ok(PruneReport {
             messages,
             dead,
             idempotency_keys,
+            modules,
         })
+    }
+
+    /// One pass of module collection: marks modules nothing references
+    /// (no handler's current module, no attempt's) with the time, clears the
+    /// mark of those referenced again, and deletes up to `limit` whose mark is
+    /// [`MODULE_GRACE`] old and that are still unreferenced. One runner at a
+    /// time (a transaction-scoped advisory lock; the others skip the pass), so
+    /// passes never wait on each other's row locks. A `put_handler` of the
+    /// same bytes races only with the `DELETE`: see schema version 6.
+    async fn collect_modules(&self, now: Now, limit: i64) -> StoreResult<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let mine: bool = query_one(
+            &tx,
+            "SELECT pg_try_advisory_xact_lock(hashtext('sluice-module-gc:' || current_schema()))",
+            &[],
+        )
+        .await?
+        .get(0);
+        if !mine {
+            return Ok(0);
+        }
+        const USED: &str = "(EXISTS (SELECT 1 FROM handlers h WHERE h.module_sha256 = m.sha256)
+             OR EXISTS (SELECT 1 FROM attempts a WHERE a.module_sha256 = m.sha256))";
+        execute(
+            &tx,
+            &format!(
+                "UPDATE modules m SET unused_since = NULL WHERE unused_since IS NOT NULL AND {USED}"
+            ),
+            &[],
+        )
+        .await?;
+        execute(
+            &tx,
+            &format!(
+                "UPDATE modules m SET unused_since = $1 WHERE unused_since IS NULL AND NOT {USED}"
+            ),
+            &[&col(now.at)],
+        )
+        .await?;
+        let deleted = execute(
+            &tx,
+            &format!(
+                "DELETE FROM modules WHERE sha256 IN (
+                     SELECT sha256 FROM modules m WHERE unused_since <= $1 AND NOT {USED}
+                     ORDER BY sha256 LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            ),
+            &[&before(now.at, MODULE_GRACE), &limit],
+        )
+        .await?;
+        self.commit(tx, 1).await?;
+        if deleted > 0 {
+            tracing::info!(modules = deleted, "deleted modules nothing references");
+        }
+        Ok(deleted)
     }
 
     /// Releases the leases this runner id holds (a previous life of this
