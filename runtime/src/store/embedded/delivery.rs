@@ -289,7 +289,7 @@ impl Inner {
             },
         };
         attempt.finished_at = Some(now);
-        super::modules::refer(txn, rec.id, &report.module_sha256);
+        super::modules::refer(txn, rec, &report.module_sha256)?;
         attempt.report = Some(report);
         txn.put(key, codec::encode_attempt(&attempt)?);
         rec.lease = None;
@@ -355,10 +355,11 @@ impl Inner {
             self.release_key(txn, rec, now)?;
         }
         save(txn, Some(rec), None)?;
+        self.forget_refs(txn, rec.id)?;
         for (k, _) in self.tree.scan_prefix(keys::attempts(rec.id)) {
             txn.del(k.to_vec());
         }
-        self.forget_refs(txn, rec.id)
+        Ok(())
     }
 
     /// Creates and places a delivery of `message` for `handler`.

@@ -26,15 +26,14 @@
 //! | `H` | handler | handler record |
 //! | `P` | topic | — (known topics) |
 //! | `W` | module sha256 | module bytes |
-//! | `U` | module sha256, delivery id | — (the module's retained references) |
-//! | `u` | delivery id, module sha256 | — (the modules a delivery's attempts ran) |
+//! | `U` | module sha256 | count of retained deliveries whose attempts ran it (absent: 0) |
 //! | `w` | module sha256 | time upkeep first found it unreferenced (its grace) |
 //! | `C` | handler, state | count |
 //! | `Q` | handler, state, delivery id | — (every delivery by state, in creation order) |
 //! | `O` | handler, ordering key, delivery id | — (deliveries by ordering key) |
 //! | `J` | schedule id | schedule record (JSON) |
 //! | `j` | schedule id, occurrence number | occurrence record (JSON) |
-//! | `Y` | — | version of the derived indexes (`Q`, `O`, `U`, `u`); absent or older: built on open |
+//! | `Y` | — | version of the derived indexes (`Q`, `O`, `U`); absent or older: built on open |
 //! | `Z` | — | last sequence number |
 //!
 //! Which of `R`, `S`, `L`, `B`, `X` a delivery has follows from its state
@@ -64,7 +63,6 @@ const HANDLER: u8 = b'H';
 const TOPIC: u8 = b'P';
 const MODULE: u8 = b'W';
 const MODULE_REF: u8 = b'U';
-const DELIVERY_MODULE: u8 = b'u';
 const MODULE_UNUSED: u8 = b'w';
 const COUNT: u8 = b'C';
 const BY_STATE: u8 = b'Q';
@@ -318,33 +316,9 @@ pub(super) fn parse_module(k: &[u8]) -> StoreResult<String> {
         .ok_or_else(|| corrupt("module key"))
 }
 
-/// A reference to a module by one delivery's attempts.
-pub(super) fn module_ref(sha256: &str, delivery: DeliveryId) -> Vec<u8> {
-    Key::new(MODULE_REF).name(sha256).id(delivery).build()
-}
-
-/// Prefix of a module's references.
+/// How many retained deliveries have an attempt that ran a module.
 pub(super) fn module_refs(sha256: &str) -> Vec<u8> {
-    Key::new(MODULE_REF).name(sha256).build()
-}
-
-/// A module one delivery's attempts ran (the reverse of [`module_ref`]).
-pub(super) fn delivery_module(delivery: DeliveryId, sha256: &str) -> Vec<u8> {
-    Key::new(DELIVERY_MODULE).id(delivery).name(sha256).build()
-}
-
-/// Prefix of the modules a delivery's attempts ran.
-pub(super) fn delivery_modules(delivery: DeliveryId) -> Vec<u8> {
-    Key::new(DELIVERY_MODULE).id(delivery).build()
-}
-
-/// The sha256 of a [`delivery_module`] key.
-pub(super) fn parse_delivery_module(k: &[u8]) -> StoreResult<String> {
-    k.get(17..k.len().saturating_sub(1))
-        .filter(|_| k.last() == Some(&0))
-        .and_then(|s| std::str::from_utf8(s).ok())
-        .map(str::to_string)
-        .ok_or_else(|| corrupt("delivery module key"))
+    Key::new(MODULE_REF).raw(sha256.as_bytes()).build()
 }
 
 /// Since when a module has been found unreferenced.
@@ -464,13 +438,6 @@ mod tests {
         assert_eq!(parse_leased(&leased(t, id)).unwrap(), (t, id));
         let sha = "ab".repeat(32);
         assert_eq!(parse_module(&module(&sha)).unwrap(), sha);
-        assert_eq!(
-            parse_delivery_module(&delivery_module(id, &sha)).unwrap(),
-            sha
-        );
-        assert!(delivery_module(id, &sha).starts_with(&delivery_modules(id)));
-        assert!(module_ref(&sha, id).starts_with(&module_refs(&sha)));
-        assert!(!module_ref(&sha, id).starts_with(&module_refs(&sha[..63])));
         assert_eq!(parse_dead(&dead("h", t, id), "h").unwrap(), (t, id));
         assert!(dead("h", t, id).starts_with(&dead_of("h")));
         assert!(dead("h", t, id) >= dead_since("h", t));

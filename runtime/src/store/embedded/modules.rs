@@ -1,56 +1,93 @@
 //! Module references and their garbage collection.
 //!
 //! A module stays while a handler's current module is it or a retained
-//! delivery's attempt recorded it (`module_sha256`). The second is kept as an
-//! index, so collection never reads attempts: a settled attempt adds `U`
-//! (module, delivery) and its reverse `u` (delivery, module); deleting a
-//! delivery deletes both. Upkeep ([`Inner::collect_modules`], after prune's
-//! batch) walks the modules: one found unreferenced gets a `w` mark with the
-//! time, and goes at the first pass [`MODULE_GRACE`] later if it is still
-//! unreferenced; a reference found meanwhile drops the mark. All under the
-//! writer mutex, so a `put_handler` of the same bytes is ordered before or
-//! after a pass, never inside it. Deletes are ordinary batch operations, so
-//! the log and the checkpoint replay them like any other.
+//! delivery's attempt recorded it (`module_sha256`). The second is kept as a
+//! count per module (`U`: how many retained deliveries have an attempt that
+//! ran it), so collection never reads attempts and the image holds one key
+//! per module, not one per delivery: an attempt that settles counts its
+//! delivery once (unless an earlier attempt of the same delivery ran the same
+//! module), and deleting a delivery takes its modules off. Upkeep
+//! ([`Inner::collect_modules`], after prune's batch) walks the modules: one
+//! found unreferenced gets a `w` mark with the time, and goes at the first
+//! pass [`MODULE_GRACE`] later if it is still unreferenced; a reference found
+//! meanwhile drops the mark. All under the writer mutex, so a `put_handler`
+//! of the same bytes is ordered before or after a pass, never inside it.
+//! Deletes are ordinary batch operations, so the log and the checkpoint
+//! replay them like any other.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use super::codec::{parse_u64_value, u64_value};
+use super::delivery::DeliveryRec;
 use super::txn::Txn;
 use super::{Inner, Writer, codec, keys};
 use crate::clock::Timestamp;
 use crate::store::{DeliveryId, MODULE_GRACE, StoreResult};
 
-/// Records that delivery `id`'s attempts ran module `sha256` (nothing for
-/// an attempt that recorded none, as when its handler was gone).
-pub(super) fn refer(txn: &mut Txn<'_>, id: DeliveryId, sha256: &str) {
+/// Counts delivery `rec`'s attempt that ran module `sha256`, unless one of
+/// its earlier attempts ran the same module (nothing for an attempt that
+/// recorded none, as when its handler was gone). Only a retried delivery
+/// reads its earlier attempts.
+pub(super) fn refer(txn: &mut Txn<'_>, rec: &DeliveryRec, sha256: &str) -> StoreResult<()> {
     if sha256.is_empty() {
-        return;
+        return Ok(());
     }
-    let back = keys::delivery_module(id, sha256);
-    if txn.get(&back).is_none() {
-        txn.put(keys::module_ref(sha256, id), Vec::new());
-        txn.put(back, Vec::new());
+    for index in 1..rec.attempt_records {
+        if let Some(v) = txn.get(&keys::attempt(rec.id, index))
+            && codec::decode_attempt(&v)?
+                .report
+                .is_some_and(|r| r.module_sha256 == sha256)
+        {
+            return Ok(());
+        }
+    }
+    add(txn, sha256, 1);
+    Ok(())
+}
+
+/// Moves module `sha256`'s reference count by `delta`; a count of 0 is no key.
+fn add(txn: &mut Txn<'_>, sha256: &str, delta: i64) {
+    let key = keys::module_refs(sha256);
+    let n = txn
+        .get(&key)
+        .map_or(0, |v| parse_u64_value(&v))
+        .saturating_add_signed(delta);
+    if n == 0 {
+        txn.del(key);
+    } else {
+        txn.put(key, u64_value(n).to_vec());
     }
 }
 
 impl Inner {
-    /// Drops delivery `id`'s module references (it is being deleted).
+    /// The modules delivery `id`'s stored attempts ran, each once.
+    fn ran_modules(&self, txn: &Txn<'_>, id: DeliveryId) -> StoreResult<BTreeSet<String>> {
+        let mut ran = BTreeSet::new();
+        for (k, _) in self.tree.scan_prefix(keys::attempts(id)) {
+            if let Some(v) = txn.get(&k)
+                && let Some(report) = codec::decode_attempt(&v)?.report
+                && !report.module_sha256.is_empty()
+            {
+                ran.insert(report.module_sha256);
+            }
+        }
+        Ok(ran)
+    }
+
+    /// Takes delivery `id`'s references off its modules (it is being
+    /// deleted; call before its attempts are).
     pub(super) fn forget_refs(&self, txn: &mut Txn<'_>, id: DeliveryId) -> StoreResult<()> {
-        for (k, _) in self.tree.scan_prefix(keys::delivery_modules(id)) {
-            let sha = keys::parse_delivery_module(&k)?;
-            txn.del(keys::module_ref(&sha, id));
-            txn.del(k.to_vec());
+        for sha in self.ran_modules(txn, id)? {
+            add(txn, &sha, -1);
         }
         Ok(())
     }
 
-    /// The references of delivery `id`'s stored attempts (building the index
-    /// for a store written before it existed).
+    /// Counts the references of delivery `id`'s stored attempts (building
+    /// the counts for a store written before they existed).
     pub(super) fn refer_attempts(&self, txn: &mut Txn<'_>, id: DeliveryId) -> StoreResult<()> {
-        for (_, v) in self.tree.scan_prefix(keys::attempts(id)) {
-            if let Some(report) = codec::decode_attempt(&v)?.report {
-                refer(txn, id, &report.module_sha256);
-            }
+        for sha in self.ran_modules(txn, id)? {
+            add(txn, &sha, 1);
         }
         Ok(())
     }
@@ -73,12 +110,7 @@ impl Inner {
         let mut changed = false;
         for (k, _) in self.tree.scan_prefix(keys::MODULES) {
             let sha = keys::parse_module(&k)?;
-            let used = current.contains(&sha)
-                || self
-                    .tree
-                    .scan_prefix(keys::module_refs(&sha))
-                    .next()
-                    .is_some();
+            let used = current.contains(&sha) || txn.get(&keys::module_refs(&sha)).is_some();
             let mark = keys::module_unused(&sha);
             let since = txn.get(&mark).map(|v| Timestamp(parse_u64_value(&v)));
             match since {

@@ -30,7 +30,7 @@ const SCAN_CHUNK: usize = 256;
 /// Deliveries whose query entries are written per batch when building them on open.
 const BUILD_CHUNK: usize = 1024;
 /// The derived indexes' layout version, stored under `keys::QUERY_INDEX_VERSION`:
-/// 1 the query indexes (`Q`, `O`), 2 also the module references (`U`, `u`).
+/// 1 the query indexes (`Q`, `O`), 2 also the module reference counts (`U`).
 const QUERY_INDEX_VERSION: u64 = 2;
 
 impl Inner {

@@ -361,7 +361,7 @@ async fn a_collected_module_stays_gone_after_checkpoints() {
 }
 
 /// A store written before the module references existed (derived indexes
-/// at version 1, no `U`/`u` entries) gets them on open: a dead delivery's
+/// at version 1, no `U` counts) gets them on open: a dead delivery's
 /// module stays through a grace after its handler moved on.
 #[tokio::test]
 async fn module_references_are_built_on_open_when_missing() {
@@ -378,11 +378,9 @@ async fn module_references_are_built_on_open_when_missing() {
         .await
         .unwrap();
     register(&s, "h", "t", HandlerPolicy::default(), module(2)).await;
-    let refs: Vec<_> = [&b"U"[..], b"u"]
-        .iter()
-        .flat_map(|p| s.inner.tree.scan_prefix(p).map(|(k, _)| k))
-        .collect();
-    assert_eq!(refs.len(), 2, "one reference and its reverse");
+    let refs = module_ref_counts(&s);
+    assert_eq!(refs.len(), 1, "one module referenced: {refs:?}");
+    let refs: Vec<_> = refs.into_iter().map(|(k, _)| k).collect();
     {
         let mut w = s.inner.lock();
         let mut txn = txn::Txn::new(&s.inner.tree);
@@ -406,5 +404,64 @@ async fn module_references_are_built_on_open_when_missing() {
         s.module(&sha256_hex(&module(1))).await.unwrap(),
         module(1),
         "the dead delivery's module"
+    );
+}
+
+/// The `U` entries: each referenced module's key and count.
+fn module_ref_counts(s: &EmbeddedStore) -> Vec<(Vec<u8>, u64)> {
+    s.inner
+        .tree
+        .scan_prefix(b"U")
+        .map(|(k, v)| (k.to_vec(), codec::parse_u64_value(&v)))
+        .collect()
+}
+
+/// A delivery counts once per module its attempts ran, however often it is
+/// retried, and deleting it takes the counts back to none.
+#[tokio::test]
+async fn module_reference_counts_follow_deliveries() {
+    use crate::store::DeadFilter;
+    use crate::store::conformance::helpers::{dead, failed, module, ran, register, retry_in};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_on_clock(dir.path(), &manual_clock());
+    register(&s, "h", "t", HandlerPolicy::default(), module(1)).await;
+    enqueue_n(&s, "t", 2).await;
+    // Two attempts each on module 1; the second delivery's third on module 2.
+    for _ in 0..2 {
+        for l in s.lease("h", 2).await.unwrap() {
+            s.fail(
+                &l.lease,
+                ran(failed(), &module(1)),
+                retry_in(Duration::ZERO),
+            )
+            .await
+            .unwrap();
+        }
+        s.promote_due(10).await.unwrap();
+    }
+    let counts: Vec<u64> = module_ref_counts(&s).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(counts, vec![2], "two deliveries ran module 1");
+    let mut leases = s.lease("h", 2).await.unwrap();
+    let last = leases.pop().unwrap();
+    s.fail(&last.lease, ran(failed(), &module(2)), dead("d"))
+        .await
+        .unwrap();
+    for l in leases {
+        s.fail(&l.lease, ran(failed(), &module(1)), dead("d"))
+            .await
+            .unwrap();
+    }
+    let mut counts: Vec<u64> = module_ref_counts(&s).into_iter().map(|(_, n)| n).collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        vec![1, 2],
+        "module 2 by one delivery, module 1 by both"
+    );
+    assert_eq!(s.purge_dead(&DeadFilter::default()).await.unwrap(), 2);
+    assert!(
+        module_ref_counts(&s).is_empty(),
+        "{:?}",
+        module_ref_counts(&s)
     );
 }
