@@ -421,3 +421,69 @@ async fn keep_alive_holds_and_a_bad_request_after_good_ones_gets_its_json_error(
     assert!(!got[0].1.contains("connection: close"), "{}", got[0].1);
     assert!(got[2].1.contains("connection: close"), "{}", got[2].1);
 }
+
+/// `n` as unsigned LEB128.
+fn leb(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A module of `_start` and few huge functions of `nop`s, `code_bytes` of
+/// bodies in all (each under wasmparser's bound on one body, 7.6 MB).
+fn few_huge_functions(code_bytes: usize) -> Vec<u8> {
+    const BODY: usize = 6 << 20;
+    let bodies: Vec<usize> = (0..code_bytes.div_ceil(BODY))
+        .map(|i| BODY.min(code_bytes - i * BODY))
+        .collect();
+    let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+    let section = |id: u8, payload: &[u8], wasm: &mut Vec<u8>| {
+        wasm.push(id);
+        leb(payload.len(), wasm);
+        wasm.extend_from_slice(payload);
+    };
+    section(1, &[1, 0x60, 0, 0], &mut wasm); // one type: [] -> []
+    let mut functions = Vec::new();
+    leb(bodies.len() + 1, &mut functions);
+    functions.resize(functions.len() + bodies.len() + 1, 0);
+    section(3, &functions, &mut wasm);
+    section(5, &[1, 0, 1], &mut wasm); // one memory, one page
+    section(7, b"\x02\x06memory\x02\x00\x06_start\x00\x00", &mut wasm);
+    let mut code = Vec::new();
+    leb(bodies.len() + 1, &mut code);
+    code.extend_from_slice(&[2, 0, 0x0b]); // `_start`: no locals, end
+    for size in bodies {
+        let mut body = vec![0]; // no locals
+        body.resize(size - 1, 0x01); // nop
+        body.push(0x0b); // end
+        leb(body.len(), &mut code);
+        code.extend_from_slice(&body);
+    }
+    section(10, &code, &mut wasm);
+    wasm
+}
+
+#[tokio::test]
+async fn registration_past_the_code_size_bound_is_a_400_naming_it() {
+    let (app, _dir) = app(None);
+    // Four functions, far under the function bound, but 16 MiB + 1 KiB of code.
+    let max = sluice::sandbox::validate::MAX_CODE_BYTES as usize;
+    let wasm = few_huge_functions(max + 1024);
+    wasmparser::validate(&wasm).unwrap();
+    let req = Request::put("/v1/handlers/h?topic=t")
+        .body(Body::from(wasm))
+        .unwrap();
+    let m = refused(&app, req, StatusCode::BAD_REQUEST, "invalid_module").await;
+    assert!(m.contains("of code; at most 16 MiB supported"), "{m}");
+    // The same shape, small, is registered.
+    let req = Request::put("/v1/handlers/h?topic=t")
+        .body(Body::from(few_huge_functions(4096)))
+        .unwrap();
+    assert_eq!(call(&app, req).await.0, StatusCode::CREATED);
+}
