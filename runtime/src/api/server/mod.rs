@@ -5,7 +5,7 @@
 //! by itself: when a request head does not parse or is past hyper's limits,
 //! hyper writes an empty `400`, `414` or `431` and closes the connection,
 //! without calling the router. hyper has no hook for those answers, so
-//! [`serve`] puts a guard between hyper and the socket ([`guard`]): hyper's
+//! [`serve`] puts a guard between hyper and the socket (`guard.rs`): hyper's
 //! writes go to a buffer that the connection task sends after each turn of
 //! hyper's connection future; when that future ends with a parse error, the
 //! buffer's tail is hyper's automatic answer, and the task sends the
