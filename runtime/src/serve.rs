@@ -130,8 +130,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if api.ui {
         tracing::info!(url = %format!("http://{addr}/ui"), "dashboard");
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    crate::api::server::serve(listener, app, shutdown_signal())
         .await
         .context("HTTP server failed")?;
     tracing::info!(grace = ?server.grace, "shutting down: no new leases; waiting for attempts in flight");

@@ -85,6 +85,9 @@ fn the_document_is_openapi_3_1_with_every_route_and_error_code() {
                 .unwrap_or_else(|| panic!("{path} is not documented"))[m];
             assert!(op.is_object(), "{m} {path} is not documented");
             let responses = op["responses"].as_object().unwrap();
+            // The head's limits hold on every route, before auth.
+            assert!(responses.contains_key("414"), "{m} {path}: no 414");
+            assert!(responses.contains_key("431"), "{m} {path}: no 431");
             if path != "/healthz" {
                 assert!(responses.contains_key("401"), "{m} {path}: no 401");
                 assert!(responses.contains_key("503"), "{m} {path}: no 503");

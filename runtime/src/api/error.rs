@@ -57,6 +57,27 @@ pub enum ApiError {
     /// A bug or an unexpected host failure (e.g. a panicked task). 500.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The request head is past the server's limits (answered at the
+    /// connection, [`server`](super::server)). 431.
+    #[error(
+        "request head too large: at most {fields} header fields and {bytes} bytes of request line and headers"
+    )]
+    HeadersTooLarge {
+        /// [`MAX_HEADERS`](super::server::MAX_HEADERS).
+        fields: usize,
+        /// [`MAX_HEAD_BYTES`](super::server::MAX_HEAD_BYTES).
+        bytes: usize,
+    },
+    /// The request target (path and query) is too long. 414.
+    #[error("request target too long: at most {bytes} bytes")]
+    UriTooLong {
+        /// [`MAX_URI_BYTES`](super::server::MAX_URI_BYTES).
+        bytes: usize,
+    },
+    /// Not an HTTP request: a request line or header that does not parse, a
+    /// byte not allowed in the path, a bad `Content-Length`. 400.
+    #[error("malformed HTTP request: {0}")]
+    Malformed(String),
 }
 
 impl From<NameError> for ApiError {
@@ -118,6 +139,11 @@ impl ApiError {
             ApiError::NoRoute(_) => (S::NOT_FOUND, "no_route"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::HeadersTooLarge { .. } => {
+                (S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large")
+            }
+            ApiError::UriTooLong { .. } => (S::URI_TOO_LONG, "uri_too_long"),
+            ApiError::Malformed(_) => (S::BAD_REQUEST, "malformed_request"),
         }
     }
 }

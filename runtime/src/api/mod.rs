@@ -21,6 +21,9 @@
 //! - `search`: `GET /v1/deliveries`, the delivery search (shared with the dashboard).
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the routes.
 //! - `observe`: stats, `/healthz` and `/metrics` (rendered by [`crate::metrics`]).
+//! - [`server`]: the accept loop on hyper that `sluice serve` runs; it answers
+//!   what hyper refuses before routing (a head past the limits, a request that
+//!   does not parse) with the same JSON errors.
 //!
 //! # Body limits
 //! Each route reads at most a fixed number of bytes and answers `413` with the
@@ -58,6 +61,7 @@ pub mod openapi;
 mod registry;
 pub mod schedules;
 pub(crate) mod search;
+pub mod server;
 
 pub use error::ApiError;
 

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document of the API, generated from the code (utoipa):
 //! each route's `#[utoipa::path]` next to its handler, the JSON types of
 //! [`dto`](super::dto) and [`ErrorBody`], and the conventions every route
-//! shares (bearer auth, `401`, `403 read_only`, `5xx`) added here once.
+//! shares (`414`/`431`, bearer auth, `401`, `403 read_only`, `5xx`) added here once.
 //!
 //! Routes are registered through `utoipa_axum`'s [`OpenApiRouter`], so a
 //! route cannot be served without being documented. The document is served
@@ -47,10 +47,10 @@ pub(super) struct ApiDoc;
 /// The scheme's name in `components.securitySchemes`.
 const BEARER: &str = "bearer";
 
-/// Adds what every route shares: bearer auth and its `401`, `403 read_only`
-/// on every method but `GET`, and the store's `503` (with `Retry-After`) and
-/// `500`. An operation that declares `security(())` (only `/healthz`) is
-/// left open.
+/// Adds what every route shares: `414` and `431` (the request head's limits),
+/// bearer auth and its `401`, `403 read_only` on every method but `GET`, and
+/// the store's `503` (with `Retry-After`) and `500`. An operation that
+/// declares `security(())` (only `/healthz`) is left open.
 fn finish(doc: &mut Document) {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -68,6 +68,20 @@ fn finish(doc: &mut Document) {
     doc.security = Some(vec![SecurityRequirement::new::<_, _, &str>(BEARER, [])]);
     for item in doc.paths.paths.values_mut() {
         for (method, op) in operations(item) {
+            // Answered at the connection, before routing and auth
+            // (`api::server`): any route, open or not.
+            add(
+                op,
+                "414",
+                error("`uri_too_long`: the request target is past its bound (docs/api.md)"),
+            );
+            add(
+                op,
+                "431",
+                error(
+                    "`headers_too_large`: too many header fields, or too many bytes of headers (docs/api.md)",
+                ),
+            );
             let open = op
                 .security
                 .as_ref()

@@ -135,7 +135,11 @@ pub fn serve(rt: &tokio::runtime::Runtime, state: sluice::api::ApiState) -> Stri
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = sluice::api::router(state);
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        tokio::spawn(sluice::api::server::serve(
+            listener,
+            app,
+            std::future::pending(),
+        ));
         addr
     });
     format!("http://{addr}")
