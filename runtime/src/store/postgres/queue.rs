@@ -23,9 +23,9 @@ pub(super) enum Fate {
 /// Columns of [`MESSAGE_COLS`]: the lease's own follow them in [`LEASE_SQL`].
 const MESSAGE_COLUMNS: usize = 9;
 
-/// The lease statement: pick, lease, record the attempts as started, read
-/// the messages. `$1` handler, `$2` most, `$3` lease expiry, `$4` runner id,
-/// `$5` now.
+/// The lease statement: pick, lease, record the attempts as started (with
+/// their lease token and runner), read the messages. `$1` handler, `$2`
+/// most, `$3` lease expiry, `$4` runner id, `$5` now.
 static LEASE_SQL: LazyLock<String> = LazyLock::new(|| {
     let message_cols: Vec<String> = MESSAGE_COLS.split(", ").map(|c| format!("m.{c}")).collect();
     debug_assert_eq!(message_cols.len(), MESSAGE_COLUMNS);
@@ -42,8 +42,9 @@ static LEASE_SQL: LazyLock<String> = LazyLock::new(|| {
              RETURNING d.id, d.message_id, d.lease_token, d.attempt, d.attempt_records,
                  d.round, d.seq),
          started AS (
-             INSERT INTO attempts (delivery_id, seq, number, round, started_at)
-             SELECT id, attempt_records, attempt, round, $5 FROM leased)
+             INSERT INTO attempts (delivery_id, seq, number, round, started_at, lease_token,
+                 runner)
+             SELECT id, attempt_records, attempt, round, $5, lease_token, $4 FROM leased)
          SELECT {}, l.id, l.lease_token, l.attempt
          FROM leased l JOIN messages m ON m.id = l.message_id
          ORDER BY l.seq",
