@@ -13,8 +13,8 @@
 //!   The cut is repeated (three times at most) until one of its leases was
 //!   rescued.
 //!
-//! Then the shared checker ([`super::check`], through the HTTP API) and the
-//! database's own history ([`super::pg_check`], read from the schema) prove
+//! Then the shared checker (`check.rs`, through the HTTP API) and the
+//! database's own history (`pg_check.rs`, read from the schema) prove
 //! what docs/crash-testing.md lists. Time is the real one here (three
 //! processes and a database): leases are short (3 s, rescue every 250 ms) so
 //! rescues come quickly, but nothing is asserted on durations except each
