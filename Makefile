@@ -13,7 +13,7 @@ examples:        ## Build every example handler to target/examples/<lang>/<name>
 fuzz:            ## schemathesis against a real server for 15 minutes (make test runs it for 2), every check on.
 	SCHEMATHESIS_MAX_TIME=900 SCHEMATHESIS_MAX_EXAMPLES=1000 scripts/schemathesis.sh
 
-crash:           ## The crash harness (SIGKILL a real server 200 times under load), then 10,000 simulated power cuts.
+crash:           ## The crash harness (SIGKILL a real server 200 times under load), the multi-runner PostgreSQL fault test (60 kills), then 10,000 simulated power cuts.
 	scripts/crash.sh
 
 lint:            ## Formatting, clippy and docs, as CI runs them.

@@ -1,8 +1,34 @@
-//! The checker: waits until the final life has drained every delivery, then
-//! reads the whole history back through the HTTP API and checks each promise
-//! listed in the harness's docs.
+//! The checker both fault runs share: waits until every delivery is drained,
+//! then reads the whole history back through the HTTP API and checks each
+//! promise listed in the harness's docs. What explains an `interrupted`
+//! attempt is the run's own ([`Explain`]): a kill of the one server for the
+//! embedded store; a kill, the network cut or the database restart for the
+//! PostgreSQL run.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use sluice::api::dto::{AttemptView, EnqueuedView, MessageView, StatsView};
+use sluice::outcome::Outcome;
+use uuid::Uuid;
+
+use super::CrashReport;
+use super::workload::{HANDLERS, Limits, OUTBOX_CHILDREN, Shared, handler, ms};
+
+/// Tells which fault explains an `interrupted` attempt.
+pub(super) trait Explain {
+    /// The fault (an index the report counts attempts per) that explains
+    /// the interrupted `attempt` of `delivery`, started at `started` and
+    /// recorded at `finished` (ms), or why none does.
+    fn explain(
+        &self,
+        delivery: Uuid,
+        attempt: &AttemptView,
+        reason: &str,
+        started: u64,
+        finished: u64,
+    ) -> Result<usize, String>;
+}
 
 async fn get<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
@@ -19,27 +45,12 @@ async fn get<T: serde::de::DeserializeOwned>(
     res.json().await.map_err(|e| e.to_string())
 }
 
-/// Waits until no delivery is open, then checks the whole history.
-pub(super) async fn check(
-    client: &reqwest::Client,
-    shared: &Shared,
-    lives: &[Life],
-) -> CrashReport {
-    let url = shared
-        .url
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone()
-        .expect("final server");
-    let mut r = CrashReport::default();
-    let v = |r: &mut CrashReport, s: String| r.violations.push(s);
-
-    // 1. Drain: every delivery succeeded or dead.
+/// Waits until no delivery is open (asking the runner at `url`, 300 s at
+/// most); returns the final stats.
+pub(super) async fn drain(client: &reqwest::Client, url: &str) -> Result<StatsView, String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    let stats = loop {
-        let stats: StatsView = get(client, &format!("{url}/v1/stats"))
-            .await
-            .expect("stats");
+    loop {
+        let stats: StatsView = get(client, &format!("{url}/v1/stats")).await?;
         let open: u64 = stats
             .handlers
             .iter()
@@ -51,13 +62,36 @@ pub(super) async fn check(
             })
             .sum();
         if open == 0 {
-            break stats;
+            return Ok(stats);
         }
         if std::time::Instant::now() > deadline {
-            v(&mut r, format!("{open} deliveries still open after 300 s"));
-            break stats;
+            return Err(format!("{open} deliveries still open after 300 s"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until no delivery is open (asking the runner at `url`), then
+/// checks the whole history; every handler was registered with `limits`.
+pub(super) async fn check(
+    client: &reqwest::Client,
+    url: &str,
+    shared: &Shared,
+    explain: &dyn Explain,
+    limits: Limits,
+) -> CrashReport {
+    let mut r = CrashReport::default();
+    let v = |r: &mut CrashReport, s: String| r.violations.push(s);
+
+    // 1. Drain: every delivery succeeded or dead.
+    let stats = match drain(client, url).await {
+        Ok(stats) => stats,
+        Err(e) => {
+            v(&mut r, e);
+            get(client, &format!("{url}/v1/stats"))
+                .await
+                .expect("stats")
+        }
     };
     let totals: BTreeMap<String, u64> = stats
         .handlers
@@ -74,7 +108,8 @@ pub(super) async fn check(
     r.delayed = acked.iter().filter(|a| a.delayed).count();
     let mut per_kill: BTreeMap<usize, usize> = BTreeMap::new();
     let mut ctx = Checker {
-        lives,
+        explain,
+        limits,
         report: &mut r,
         per_kill: &mut per_kill,
     };
@@ -239,30 +274,16 @@ pub(super) async fn check(
 
 /// Checks deliveries and attempts, counting as it goes.
 struct Checker<'a> {
-    lives: &'a [Life],
+    explain: &'a dyn Explain,
+    limits: Limits,
     report: &'a mut CrashReport,
-    /// `interrupted` attempts per killed life.
+    /// `interrupted` attempts per fault.
     per_kill: &'a mut BTreeMap<usize, usize>,
 }
 
 impl Checker<'_> {
     fn violation(&mut self, v: String) {
         self.report.violations.push(v);
-    }
-
-    /// The killed life an interrupted attempt belongs to: it started in that
-    /// life and was recorded while a later life opened the store.
-    fn explain(&self, started: u64, finished: u64) -> Option<usize> {
-        let i = self
-            .lives
-            .iter()
-            .position(|l| l.spawned <= started && l.killed.is_some_and(|k| started <= k))?;
-        let killed = self.lives[i].killed?;
-        let recorded_on_open = self.lives[i + 1..].iter().any(|l| {
-            let opened_by = l.ready.or(l.killed).unwrap_or(u64::MAX);
-            l.spawned <= finished && finished <= opened_by
-        });
-        (finished >= killed && recorded_on_open).then_some(i)
     }
 
     fn deliveries(&mut self, m: &MessageView, expected: &BTreeSet<&str>, bad_payload: bool) {
@@ -322,22 +343,31 @@ impl Checker<'_> {
                 match outcome {
                     Outcome::Interrupted { reason } => {
                         self.report.interrupted += 1;
-                        if reason != "process restarted" {
-                            self.violation(format!(
-                                "{what}: interrupted ({reason}), not by a kill"
-                            ));
-                        } else if let Some(life) = self.explain(started, finished) {
-                            *self.per_kill.entry(life).or_default() += 1;
-                        } else {
-                            self.violation(format!(
-                                "{what}: interrupted attempt ({started}..{finished}) explained by no kill"
-                            ));
+                        *self
+                            .report
+                            .interrupted_by
+                            .entry(reason.clone())
+                            .or_default() += 1;
+                        match self.explain.explain(d.id, a, reason, started, finished) {
+                            Ok(fault) => *self.per_kill.entry(fault).or_default() += 1,
+                            Err(why) => self.violation(format!(
+                                "{what}: interrupted ({reason}, {started}..{finished}): {why}"
+                            )),
                         }
                         if a.number >= max {
                             end = Some("dead");
                         }
                     }
                     outcome => {
+                        // The sandbox's hard stop: no attempt that settled
+                        // ran past its handler's timeout.
+                        self.report.timeout_checks += 1;
+                        if a.duration_ms.is_none_or(|t| t > self.limits.timeout_ms) {
+                            self.violation(format!(
+                                "{what}: ran {:?} ms, past its timeout of {} ms",
+                                a.duration_ms, self.limits.timeout_ms
+                            ));
+                        }
                         let expected = def.behaviour.expect(a.number, bad_payload);
                         if *outcome != expected {
                             self.violation(format!("{what}: {outcome:?}, expected {expected:?}"));

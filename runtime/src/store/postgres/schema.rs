@@ -16,10 +16,10 @@ use super::error::db;
 use crate::store::{StoreError, StoreResult};
 
 /// The newest schema version this build writes.
-pub(super) const VERSION: i32 = 6;
+pub(super) const VERSION: i32 = 7;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// Version 6: module garbage collection ([`super::upkeep`]'s prune).
 ///
@@ -34,6 +34,16 @@ const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 const V6: &str = r#"
 ALTER TABLE modules ADD COLUMN unused_since bigint;
 CREATE INDEX attempts_module ON attempts (module_sha256) WHERE module_sha256 IS NOT NULL;
+"#;
+
+/// Version 7: each attempt names the lease it ran under and the runner that
+/// held it, written by the lease statement with the attempt's start (`NULL`
+/// on older attempts). Which runner ran an attempt, and whether the attempt
+/// that settled a delivery held its last lease, are then facts of the
+/// history, not guesses from timestamps (the multi-runner fault test checks
+/// both; docs/crash-testing.md).
+const V7: &str = r#"
+ALTER TABLE attempts ADD COLUMN lease_token bigint, ADD COLUMN runner text;
 "#;
 
 /// Version 3: schedules. A schedule's record (spec, cursor, counts) is one
