@@ -240,7 +240,7 @@ async fn leased(h: &Harness, handler: &str, n: u64) {
 /// target is p99 under load ≤ 3× idle. Run with `--nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_latency_beside_spinning_guests() {
-    const SAMPLES: usize = 300;
+    const SAMPLES: usize = 2_000;
     let h = Harness::start_with_pool(256).await;
     let app = sluice::api::router(sluice::api::ApiState::new(
         h.store.clone(),
