@@ -97,7 +97,7 @@ fn init_apply_enqueue_succeeds_in_every_language() {
         let manifest = format!("{name}/sluice.toml");
         let applied = ok(&sluice(&projects, &url, &["apply", "-f", &manifest]), lang);
         assert!(
-            applied.contains(&format!("create    {name} (topic {name})")),
+            applied.contains(&format!("create    handler {name} (topic {name})")),
             "{applied}"
         );
         let id = ok(
