@@ -200,19 +200,9 @@ async fn small_checkpoints(dir: &Path) -> EmbeddedStore {
     s
 }
 
-/// A store in `dir` that checkpoints every 4 KiB of log.
+/// A store in `dir` that checkpoints every 4 KiB of log, on a fresh manual clock.
 fn open_small_checkpoints(dir: &Path) -> EmbeddedStore {
-    let tuning = EmbeddedSettings {
-        checkpoint_bytes: 4096,
-        ..EmbeddedSettings::default()
-    };
-    EmbeddedStore::open_with(
-        dir,
-        StoreConfig::default(),
-        &tuning,
-        Arc::new(manual_clock()),
-    )
-    .unwrap()
+    open_on_clock(dir, &manual_clock())
 }
 
 /// Drops `s`, reopens its directory and checks that every one of `ids`
@@ -311,7 +301,7 @@ async fn query_indexes_are_built_on_open_when_missing() {
     assert_eq!(got, want);
 }
 
-/// A store at `dir` with small checkpoints on `clock`.
+/// A store at `dir` that checkpoints every 4 KiB of log, on `clock`.
 fn open_on_clock(dir: &Path, clock: &crate::clock::ManualClock) -> EmbeddedStore {
     let tuning = EmbeddedSettings {
         checkpoint_bytes: 4096,
@@ -423,7 +413,7 @@ async fn module_reference_counts_follow_deliveries() {
     use crate::store::DeadFilter;
     use crate::store::conformance::helpers::{dead, failed, module, ran, register, retry_in};
     let dir = tempfile::tempdir().unwrap();
-    let s = open_on_clock(dir.path(), &manual_clock());
+    let s = open_small_checkpoints(dir.path());
     register(&s, "h", "t", HandlerPolicy::default(), module(1)).await;
     enqueue_n(&s, "t", 2).await;
     // Two attempts each on module 1; the second delivery's third on module 2.
