@@ -487,3 +487,38 @@ async fn registration_past_the_code_size_bound_is_a_400_naming_it() {
         .unwrap();
     assert_eq!(call(&app, req).await.0, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn a_compile_past_the_compile_timeout_is_a_400_naming_the_bound() {
+    use sluice::sandbox::{Sandbox, SandboxConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, mut state) = common::api_state(dir.path(), StoreConfig::default(), None);
+    state.sandbox = Sandbox::new(SandboxConfig {
+        pool_instances: 2,
+        max_memory_bytes: 256 << 20,
+        compile_timeout: std::time::Duration::from_millis(10),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let app = sluice::api::router(state);
+    // 20,000 functions: within the function bound, far more than 10 ms to compile.
+    let wat = format!(
+        r#"(module (memory (export "memory") 1) (func (export "_start")) {})"#,
+        "(func (result i32) i32.const 1)".repeat(20_000)
+    );
+    let req = Request::put("/v1/handlers/h?topic=t")
+        .body(Body::from(wat::parse_str(wat).unwrap()))
+        .unwrap();
+    let m = refused(&app, req, StatusCode::BAD_REQUEST, "invalid_module").await;
+    assert!(
+        m.contains("took longer than 10ms") && m.contains("compile_timeout"),
+        "{m}"
+    );
+    // Nothing was registered.
+    let (status, _) = call(
+        &app,
+        Request::get("/v1/handlers/h").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -126,7 +126,9 @@ impl ApiError {
             ApiError::Sandbox(e) => match e {
                 SandboxError::Validation(_)
                 | SandboxError::Compile { .. }
+                | SandboxError::CompileTimeout { .. }
                 | SandboxError::Instantiate { .. } => (S::BAD_REQUEST, "invalid_module"),
+                SandboxError::CompilerBusy { .. } => (S::SERVICE_UNAVAILABLE, "compiler_busy"),
                 SandboxError::Limits(_) | SandboxError::Env { .. } => {
                     (S::BAD_REQUEST, "invalid_policy")
                 }

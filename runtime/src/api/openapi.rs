@@ -108,7 +108,7 @@ fn finish(doc: &mut Document) {
                 op,
                 "503",
                 retry_after(error(
-                    "`disk_full`, `store_unavailable`: the store cannot write; nothing was acknowledged",
+                    "`disk_full`, `store_unavailable`: the store cannot write; nothing was acknowledged. `compiler_busy` (registration): 4 compiles already run or wait",
                 )),
             );
         }

@@ -100,6 +100,7 @@ pub(super) struct SandboxSection {
     pub stderr_cap: Option<Size>,
     pub fuel: Option<bool>,
     pub max_wasm_stack: Option<Size>,
+    pub compile_timeout: Option<Dur>,
 }
 
 /// A duration: `"30s"`, `"1h 30m"`, `"250ms"`, or an integer of seconds.

@@ -425,6 +425,7 @@ impl Config {
             &mut x.max_wasm_stack,
             bytes("max_wasm_stack", sandbox.max_wasm_stack)?,
         );
+        set(&mut x.compile_timeout, sandbox.compile_timeout);
         Ok(())
     }
 

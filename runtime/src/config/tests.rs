@@ -44,6 +44,7 @@ stdout_cap = "16KiB"
 stderr_cap = 1024
 fuel = true
 max_wasm_stack = "256KiB"
+compile_timeout = "5m"
 "#;
 
 fn path() -> &'static Path {
@@ -119,6 +120,7 @@ fn every_section_is_read_into_the_running_configuration() {
     assert_eq!(x.stderr_cap, 1024, "integer = bytes");
     assert!(x.fuel);
     assert_eq!(x.max_wasm_stack, 256 << 10);
+    assert_eq!(x.compile_timeout, Duration::from_secs(300));
 }
 
 #[test]

@@ -58,6 +58,11 @@ pub struct SandboxConfig {
     /// Wasm stack per attempt, in bytes; deeper recursion traps with
     /// `stack_overflow`. Default 512 KiB, at most 1 MiB.
     pub max_wasm_stack: usize,
+    /// The longest a load waits for one compile, its turn in the compile
+    /// queue included ([`compile`](super::compile)); past it the module is
+    /// refused. Default 2 min: an 18 MB Python component compiles in 15–30 s
+    /// on two cores.
+    pub compile_timeout: Duration,
 }
 
 impl Default for SandboxConfig {
@@ -71,6 +76,7 @@ impl Default for SandboxConfig {
             stderr_cap: 64 << 10,
             fuel: false,
             max_wasm_stack: 512 << 10,
+            compile_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -98,6 +104,9 @@ impl SandboxConfig {
                 "max_wasm_stack {} must be between 64 KiB and 1 MiB",
                 self.max_wasm_stack
             ));
+        }
+        if self.compile_timeout.is_zero() {
+            return bad("compile_timeout must be above zero".into());
         }
         Ok(())
     }

@@ -53,6 +53,24 @@ pub enum SandboxError {
         /// wasmtime's error.
         message: String,
     },
+    /// Compiling took longer than the sandbox's compile timeout (waiting for
+    /// its turn included): the module costs more than one registration may.
+    #[error(
+        "compiling module {sha256} took longer than {timeout:?}, the bound on one compile \
+         ([sandbox] compile_timeout); make the module smaller or raise the bound"
+    )]
+    CompileTimeout {
+        /// The module's sha256.
+        sha256: String,
+        /// The bound.
+        timeout: std::time::Duration,
+    },
+    /// Too many compiles are running or waiting; retrying later may work.
+    #[error("{max} module compiles are already running or waiting; try again shortly")]
+    CompilerBusy {
+        /// [`MAX_PENDING_COMPILES`](super::compile::MAX_PENDING_COMPILES).
+        max: usize,
+    },
     /// wasmtime could not link or instantiate a module for a reason that is not
     /// the guest's doing.
     #[error("instantiating module {sha256}: {message}")]

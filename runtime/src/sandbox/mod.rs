@@ -45,6 +45,7 @@
 pub mod abi;
 pub mod cache;
 pub mod capture;
+pub mod compile;
 pub mod component;
 pub mod config;
 pub mod egress;
@@ -111,10 +112,9 @@ struct Inner {
     /// Shared with each attempt's task on the guest runtime.
     config: Arc<SandboxConfig>,
     cache: Option<DiskCache>,
-    /// Held while compiling: one compile at a time in the whole runner (API
-    /// registrations and workers alike), so compiles never take the memory
-    /// and cores running attempts need; a second waits (cache hits do not).
-    compiling: std::sync::Mutex<()>,
+    /// The one compile lane (one at a time, bounded queue, timeout); cache
+    /// hits do not use it.
+    compiler: compile::Compiler,
     /// One permit per instance slot: `invoke` waits for a permit, so a full pool
     /// delays attempts instead of failing them.
     slots: Semaphore,
@@ -216,7 +216,7 @@ impl Sandbox {
                 components,
                 egress_slots: egress::HandlerSlots::default(),
                 slots: Semaphore::new(n as usize),
-                compiling: std::sync::Mutex::new(()),
+                compiler: compile::Compiler::new(config.compile_timeout),
                 guests,
                 cache,
                 config: Arc::new(config),
@@ -238,13 +238,14 @@ impl Sandbox {
     /// Validates `wasm` against the ABI and `limits`, compiles it (or loads it
     /// from the disk cache) and prepares it for instantiation.
     ///
-    /// This compiles on the calling thread (milliseconds to seconds for large
-    /// modules), one compile at a time per sandbox and on that one thread
-    /// (no parallel compilation, so a compile takes one core, never all of
-    /// them): from async code, call it inside `spawn_blocking`. What one
-    /// compile may cost is bounded by validation ([`validate::MAX_FUNCTIONS`],
-    /// [`validate::MAX_CODE_BYTES`]). A cache that
-    /// cannot be written is logged and skipped, never an error.
+    /// This blocks the calling thread while it compiles (milliseconds to
+    /// tens of seconds for large components) on the compile thread
+    /// ([`compile`]: one at a time, a bounded queue, a timeout; no parallel
+    /// compilation, so a compile takes one core, never all of them): from
+    /// async code, call it inside `spawn_blocking`. What one compile may cost
+    /// is bounded by validation ([`validate::MAX_FUNCTIONS`],
+    /// [`validate::MAX_CODE_BYTES`]). A cache that cannot be written is
+    /// logged and skipped, never an error.
     pub fn load(&self, wasm: &[u8], limits: &Limits) -> Result<Arc<LoadedModule>, SandboxError> {
         let inner = &*self.inner;
         limits.check(&inner.config)?;
@@ -256,8 +257,9 @@ impl Sandbox {
         };
         let (pre, origin) = match info.kind {
             GuestKind::Abi1 => {
+                let (engine, wasm) = (inner.engine.clone(), wasm.to_vec());
                 let (module, origin) =
-                    self.compiled(&sha256, || Module::from_binary(&inner.engine, wasm))?;
+                    self.compiled(&sha256, move || Module::from_binary(&engine, &wasm))?;
                 let pre = inner
                     .linker
                     .instantiate_pre(&module)
@@ -265,8 +267,9 @@ impl Sandbox {
                 (Code::Core(pre), origin)
             }
             GuestKind::Handler | GuestKind::Command => {
-                let (component, origin) = self.compiled(&sha256, || {
-                    wasmtime::component::Component::from_binary(&inner.engine, wasm)
+                let (engine, wasm) = (inner.engine.clone(), wasm.to_vec());
+                let (component, origin) = self.compiled(&sha256, move || {
+                    wasmtime::component::Component::from_binary(&engine, &wasm)
                 })?;
                 let pre = inner
                     .components
@@ -305,20 +308,14 @@ impl Sandbox {
     }
 
     /// The compiled code for `sha256`: from the disk cache if it has a valid
-    /// entry, else compiled by `compile` (one compile at a time) and stored.
-    fn compiled<T: Compiled>(
+    /// entry, else compiled by `compile` on the compile lane and stored.
+    fn compiled<T: Compiled + Send + 'static>(
         &self,
         sha256: &str,
-        compile: impl FnOnce() -> wasmtime::Result<T>,
+        compile: impl FnOnce() -> wasmtime::Result<T> + Send + 'static,
     ) -> Result<(T, ModuleOrigin), SandboxError> {
         let inner = &*self.inner;
-        let compile = || {
-            let _one_at_a_time = inner.compiling.lock().unwrap_or_else(|p| p.into_inner());
-            compile().map_err(|e| SandboxError::Compile {
-                sha256: sha256.to_owned(),
-                message: format!("{e:#}"),
-            })
-        };
+        let compile = || inner.compiler.run(sha256, compile);
         let Some(cache) = &inner.cache else {
             return Ok((compile()?, ModuleOrigin::Compiled));
         };
