@@ -240,6 +240,27 @@ async fn hostile_values_render_as_inert_text() {
     );
 }
 
+/// A handler the runner paused shows why, the reason (which may quote a
+/// module's import names) escaped.
+#[tokio::test]
+async fn a_handler_the_runner_paused_shows_its_reason_escaped() {
+    let ui = dashboard(None);
+    let h = sluice::store::conformance::helpers::handler(&*ui.store, "h", "t").await;
+    let reason = "module refused: import <script>alert(1)</script>::x is not allowed";
+    assert!(
+        ui.store
+            .pause_unrunnable("h", h.version, reason)
+            .await
+            .unwrap()
+    );
+    let page = ui.get("/ui/handlers", None).await.body;
+    assert!(
+        page.contains("by the runner: module refused: import &lt;script&gt;"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>alert"), "{page}");
+}
+
 /// An attempt's outbound requests are a table under it, every value escaped.
 #[tokio::test]
 async fn outbound_requests_show_under_their_attempt() {

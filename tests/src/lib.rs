@@ -83,14 +83,23 @@ impl Harness {
     }
 
     async fn start_with(pool_instances: u32, cache_dir: Option<PathBuf>) -> Harness {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sandbox = Sandbox::new(SandboxConfig {
+        Harness::start_with_sandbox(SandboxConfig {
             pool_instances,
-            cache_dir: Some(cache_dir.unwrap_or_else(|| dir.path().join("cache"))),
+            cache_dir,
             fuel: true,
             ..SandboxConfig::default()
         })
-        .expect("sandbox");
+        .await
+    }
+
+    /// Starts a runner on a sandbox built from `config` (its module cache in
+    /// the test's directory unless `config` names one).
+    pub async fn start_with_sandbox(mut config: SandboxConfig) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        config
+            .cache_dir
+            .get_or_insert_with(|| dir.path().join("cache"));
+        let sandbox = Sandbox::new(config).expect("sandbox");
         Harness::open_on(dir, manual_clock(), sandbox).await
     }
 
@@ -211,6 +220,19 @@ impl Harness {
             "message {id} did not settle: {:#?}",
             self.store.message(id).await
         );
+    }
+
+    /// Waits until the runner has paused `handler` (or panics after a few
+    /// seconds); returns its record.
+    pub async fn paused(&self, handler: &str) -> HandlerRecord {
+        for _ in 0..4000 {
+            let record = self.store.handler(handler).await.expect("handler");
+            if record.paused {
+                return record;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("handler {handler} was not paused");
     }
 
     /// Waits until `handlers` have no open delivery (downstream work from

@@ -171,3 +171,65 @@ async fn per_key_order_holds_across_a_paused_handler() {
     }
     h.stop().await;
 }
+
+/// A configuration that cannot run here (a memory limit above the sandbox's
+/// ceiling, as after a restart with a lower `max_memory_bytes`; a module the
+/// sandbox refuses) pauses the handler with the reason and spends no
+/// attempt; registering it again, fixed, runs every delivery from attempt 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrunnable_configuration_pauses_the_handler_and_spends_no_attempt() {
+    let h = Harness::start_with_sandbox(sluice::sandbox::SandboxConfig {
+        pool_instances: 8,
+        max_memory_bytes: 32 << 20,
+        ..Default::default()
+    })
+    .await;
+    let too_big = HandlerPolicy {
+        memory_bytes: 64 << 20,
+        ..fast_policy()
+    };
+    h.register("greet", "greetings", &example("rust", "ack"), too_big)
+        .await;
+    let garbage = std::env::temp_dir().join(format!("not-wasm-{}.wasm", std::process::id()));
+    std::fs::write(&garbage, b"not wasm at all").unwrap();
+    let fixed = HandlerPolicy {
+        memory_bytes: 16 << 20,
+        ..fast_policy()
+    };
+    h.register("broken", "greetings", &garbage, fixed.clone())
+        .await;
+    std::fs::remove_file(&garbage).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(h.enqueue("greetings", &format!("{{\"n\":{i}}}")).await);
+    }
+    let greet = h.paused("greet").await;
+    let reason = greet.paused_reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("memory") && reason.contains("32 MiB"),
+        "{reason}"
+    );
+    let broken = h.paused("broken").await;
+    let reason = broken.paused_reason.clone().unwrap_or_default();
+    assert!(reason.contains("invalid wasm"), "{reason}");
+    for id in &ids {
+        let status = h.store.message(*id).await.unwrap();
+        for d in &status.deliveries {
+            assert_eq!(d.state, DeliveryState::Ready, "{d:?}");
+            assert!(d.attempts.is_empty(), "an attempt was spent: {d:?}");
+        }
+    }
+    // The fix: registered again within the ceiling, it runs at once.
+    let record = h
+        .register("greet", "greetings", &example("rust", "ack"), fixed)
+        .await;
+    assert!(!record.paused && record.paused_reason.is_none());
+    h.store.remove_handler("broken").await.unwrap();
+    for id in &ids {
+        let status = h.settle(*id).await;
+        let d = &status.deliveries[0];
+        assert_eq!(d.state, DeliveryState::Succeeded, "{d:?}");
+        assert_eq!(d.attempts.len(), 1, "from attempt 1: {d:?}");
+    }
+    h.stop().await;
+}

@@ -235,6 +235,12 @@ pub struct HandlerView {
     pub policy: HandlerPolicy,
     /// Paused handlers keep receiving deliveries but run none.
     pub paused: bool,
+    /// Present when the runner paused the handler because its
+    /// configuration cannot run here (e.g. a memory limit above the server's
+    /// `max_memory_bytes`); no delivery spent an attempt on it. Registering
+    /// the handler again or resuming it clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -251,6 +257,7 @@ impl From<HandlerRecord> for HandlerView {
             module_sha256: h.module_sha256,
             policy: h.policy,
             paused: h.paused,
+            paused_reason: h.paused_reason,
             created_at: h.created_at.to_rfc3339(),
             updated_at: h.updated_at.to_rfc3339(),
             version: h.version,

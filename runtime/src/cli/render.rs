@@ -398,10 +398,10 @@ pub fn handlers(list: &[HandlerView], style: &Style) -> String {
         table.row_colored(vec![
             (h.name.clone(), None),
             (h.topic.clone(), None),
-            if h.paused {
-                ("paused".into(), Some(Color::Yellow))
-            } else {
-                ("active".into(), None)
+            match (h.paused, &h.paused_reason) {
+                (true, Some(_)) => ("unrunnable".into(), Some(Color::Red)),
+                (true, None) => ("paused".into(), Some(Color::Yellow)),
+                (false, _) => ("active".into(), None),
             },
             (millis(h.policy.timeout_ms), None),
             (fmt_bytes(h.policy.memory_bytes), None),
@@ -422,10 +422,12 @@ pub fn handler(h: &HandlerView, style: &Style) -> String {
         ("topic", h.topic.clone()),
         (
             "status",
-            if h.paused {
-                "paused".into()
-            } else {
-                "active".into()
+            match (h.paused, &h.paused_reason) {
+                (true, Some(reason)) => format!(
+                    "paused by the runner, {reason} (no attempt spent; register it again or resume it)"
+                ),
+                (true, None) => "paused".into(),
+                (false, _) => "active".into(),
             },
         ),
         ("module", h.module_sha256.clone()),
@@ -719,6 +721,36 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("topic images: 7 undelivered\n"), "{text}");
+    }
+
+    #[test]
+    fn a_handler_the_runner_paused_shows_why() {
+        let mut h: HandlerView = serde_json::from_value(serde_json::json!({
+            "name": "resize", "topic": "images", "module_sha256": "ab".repeat(32),
+            "policy": {}, "paused": true,
+            "paused_reason": "its configuration cannot run: invalid limits: memory limit 64 MiB > the runner's ceiling 32 MiB",
+            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z",
+            "version": 2
+        }))
+        .unwrap();
+        let list = handlers(std::slice::from_ref(&h), &Style::plain());
+        assert!(
+            list.lines().nth(1).unwrap().contains(" unrunnable "),
+            "{list}"
+        );
+        let one = handler(&h, &Style::plain());
+        assert!(
+            one.contains("paused by the runner, its configuration cannot run: invalid limits: memory limit 64 MiB"),
+            "{one}"
+        );
+        h.paused_reason = None;
+        assert!(
+            handlers(&[h], &Style::plain())
+                .lines()
+                .nth(1)
+                .unwrap()
+                .contains(" paused ")
+        );
     }
 
     #[test]

@@ -93,3 +93,26 @@ pub enum SandboxError {
         source: std::io::Error,
     },
 }
+
+impl SandboxError {
+    /// Whether the error is the configuration's fault (the sandbox's
+    /// settings against the handler's limits, environment or module): it
+    /// recurs on every attempt until someone changes the configuration, so
+    /// retrying only spends attempts. The rest (a busy compiler, the cache,
+    /// a guest task that failed) may pass.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            SandboxError::Config(_)
+            | SandboxError::Validation(_)
+            | SandboxError::Limits(_)
+            | SandboxError::Env { .. }
+            | SandboxError::Compile { .. }
+            | SandboxError::CompileTimeout { .. }
+            | SandboxError::Instantiate { .. } => true,
+            SandboxError::PoolReservation { .. }
+            | SandboxError::CompilerBusy { .. }
+            | SandboxError::GuestTask(_)
+            | SandboxError::Cache { .. } => false,
+        }
+    }
+}

@@ -335,6 +335,43 @@ impl Sandbox {
         Ok((code, origin))
     }
 
+    /// Checks what [`Sandbox::invoke`] checks of an attempt's configuration
+    /// before it runs anything: the limits against this sandbox, the
+    /// environment, the egress rules. The runner checks a handler with it
+    /// before leasing, so a configuration that can never run here (e.g. a
+    /// memory limit above `max_memory_bytes`, after a restart with a lower
+    /// ceiling) pauses the handler instead of spending attempts.
+    pub fn check_config<'a, K, V>(
+        &self,
+        limits: &Limits,
+        env: impl IntoIterator<Item = (&'a K, &'a V)>,
+        egress: &EgressPolicy,
+    ) -> Result<(), SandboxError>
+    where
+        K: AsRef<str> + ?Sized + 'a,
+        V: AsRef<str> + ?Sized + 'a,
+    {
+        self.configured(limits, env, egress).map(drop)
+    }
+
+    /// [`Sandbox::check_config`], keeping the parsed egress rules.
+    fn configured<'a, K, V>(
+        &self,
+        limits: &Limits,
+        env: impl IntoIterator<Item = (&'a K, &'a V)>,
+        egress: &EgressPolicy,
+    ) -> Result<egress::Rules, SandboxError>
+    where
+        K: AsRef<str> + ?Sized + 'a,
+        V: AsRef<str> + ?Sized + 'a,
+    {
+        limits.check(&self.inner.config)?;
+        validate_env(env)?;
+        egress
+            .rules()
+            .map_err(|e| SandboxError::Limits(e.to_string()))
+    }
+
     /// Runs one attempt of `module` in a fresh instance.
     ///
     /// Waits for a free instance slot first (a full pool delays, never fails);
@@ -348,12 +385,11 @@ impl Sandbox {
         invocation: Invocation,
     ) -> Result<Execution, SandboxError> {
         let inner = &*self.inner;
-        invocation.limits.check(&inner.config)?;
-        validate_env(invocation.env.iter().map(|(k, v)| (k, v)))?;
-        let rules = invocation
-            .egress
-            .rules()
-            .map_err(|e| SandboxError::Limits(e.to_string()))?;
+        let rules = self.configured(
+            &invocation.limits,
+            invocation.env.iter().map(|(k, v)| (k, v)),
+            &invocation.egress,
+        )?;
         let slots = inner
             .egress_slots
             .get(&invocation.metadata.handler, rules.policy.max_connections);

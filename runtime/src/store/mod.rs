@@ -190,6 +190,12 @@ pub struct HandlerRecord {
     pub policy: HandlerPolicy,
     /// A paused handler keeps receiving deliveries but none is leased.
     pub paused: bool,
+    /// Why the runner paused it, when it did: its configuration cannot run
+    /// on this runner (e.g. a memory limit above the sandbox's ceiling, a
+    /// module the engine refuses). `None` when running or paused by a user.
+    /// Registering the handler again or resuming it clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
     /// First registration.
     pub created_at: Timestamp,
     /// Last change (module, policy or pause).
@@ -673,8 +679,16 @@ pub trait Store: Send + Sync + 'static {
     /// A module's bytes by sha256: any handler's current module, and any
     /// module a retained attempt records, until [`Store::prune`] collects it.
     async fn module(&self, sha256: &str) -> StoreResult<Bytes>;
-    /// Pauses or resumes a handler: paused, its deliveries wait and none is leased.
+    /// Pauses or resumes a handler: paused, its deliveries wait and none is
+    /// leased. Clears a [`HandlerRecord::paused_reason`].
     async fn set_paused(&self, name: &str, paused: bool) -> StoreResult<HandlerRecord>;
+    /// The runner's pause of a handler whose configuration cannot run, so no
+    /// delivery spends its attempts on it: pauses `name` with `reason` if it
+    /// is still at `version` (a registration since then may have fixed it)
+    /// and not paused already. Returns whether it paused it (`false` too when
+    /// the handler is gone). The pause ends
+    /// when the handler is registered again or resumed.
+    async fn pause_unrunnable(&self, name: &str, version: u64, reason: &str) -> StoreResult<bool>;
     /// Removes a handler with all its deliveries (open and dead). Returns how many
     /// deliveries went with it.
     async fn remove_handler(&self, name: &str) -> StoreResult<u64>;

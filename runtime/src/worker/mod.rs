@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::sandbox::{LoadedModule, Sandbox, SandboxError};
-use crate::store::{HandlerRecord, Store};
+use crate::store::{HandlerRecord, Store, StoreError};
 
 /// Runner settings. Defaults suit a server; tests shorten the intervals.
 #[derive(Debug, Clone)]
@@ -98,22 +98,28 @@ impl Context {
         {
             return Ok(m.clone());
         }
-        let bytes = self
-            .store
-            .module(sha)
-            .await
-            .map_err(|e| ModuleError(e.to_string()))?;
+        let bytes = self.store.module(sha).await?;
         let limits = executor::limits(&handler.policy);
         let sandbox = self.sandbox.clone();
         let module = tokio::task::spawn_blocking(move || sandbox.load(&bytes, &limits))
             .await
-            .map_err(|e| ModuleError(e.to_string()))?
-            .map_err(|e: SandboxError| ModuleError(e.to_string()))?;
+            .map_err(|e| ModuleError::Task(e.to_string()))??;
         self.modules
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(sha.clone(), module.clone());
         Ok(module)
+    }
+
+    /// Whether `handler` as recorded can run here: its limits, environment
+    /// and egress rules against the sandbox, and its module loaded (compiled
+    /// at most once per sha256). The producer asks before leasing, so a
+    /// configuration fault pauses the handler instead of spending attempts.
+    pub async fn runnable(&self, handler: &HandlerRecord) -> Result<(), ModuleError> {
+        let p = &handler.policy;
+        self.sandbox
+            .check_config(&executor::limits(p), &p.env, &p.egress)?;
+        self.module(handler).await.map(drop)
     }
 
     /// A receiver that turns `true` when shutdown begins.
@@ -122,10 +128,33 @@ impl Context {
     }
 }
 
-/// A module could not be fetched or compiled (a host problem, not the guest's).
+/// A handler's module could not be fetched or loaded, or its configuration
+/// cannot run here (a host problem, not the guest's).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot load module: {0}")]
-pub struct ModuleError(pub String);
+pub enum ModuleError {
+    /// The store could not give the module.
+    #[error("cannot fetch the module: {0}")]
+    Store(#[from] StoreError),
+    /// The sandbox refused the module or the handler's limits.
+    #[error("{0}")]
+    Sandbox(#[from] SandboxError),
+    /// The loading task failed (a panic or a shutdown).
+    #[error("the module's loading task failed: {0}")]
+    Task(String),
+}
+
+impl ModuleError {
+    /// Whether the fault is the configuration's and recurs until someone
+    /// changes it ([`SandboxError::is_configuration`], or a module the store
+    /// does not have): then the handler is paused rather than retried.
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            ModuleError::Store(e) => matches!(e, StoreError::UnknownModule(_)),
+            ModuleError::Sandbox(e) => e.is_configuration(),
+            ModuleError::Task(_) => false,
+        }
+    }
+}
 
 /// A running runner. Drop it after [`Runner::shutdown`].
 pub struct Runner {

@@ -8,13 +8,39 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use super::{Context, completer, executor};
-use crate::store::StoreError;
+use super::{Context, ModuleError, completer, executor};
+use crate::store::{HandlerRecord, StoreError};
 
 /// Under a backlog, the producer leases again once this many of a handler's
 /// `concurrency` slots are free: a quarter of them (at least one).
 fn lease_batch(concurrency: usize) -> usize {
     (concurrency / 4).max(1)
+}
+
+/// A handler that cannot run now: paused with the reason when the fault is
+/// its configuration's (registering it again or resuming it ends the
+/// pause), else tried again after a poll interval. No attempt is spent
+/// either way.
+async fn unrunnable(ctx: &Context, record: &HandlerRecord, e: &ModuleError) {
+    let handler = &record.name;
+    if !e.is_configuration() {
+        tracing::warn!(%handler, error = %e, "cannot run the handler yet; trying again");
+        tokio::time::sleep(ctx.config.poll_interval).await;
+        return;
+    }
+    let reason = format!("its configuration cannot run: {e}");
+    match ctx
+        .store
+        .pause_unrunnable(handler, record.version, &reason)
+        .await
+    {
+        Ok(true) => tracing::error!(%handler, %reason, "paused the handler"),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(%handler, error = %e, "cannot pause the unrunnable handler");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Runs until the handler is removed or shutdown begins; then waits for its
@@ -26,8 +52,8 @@ pub async fn run(ctx: Arc<Context>, handler: String) -> String {
     let mut ready = ctx.store.ready_signal();
     let mut stopping = ctx.stopping();
     // Compile (or load from the cache) the module now, paused or not, so the
-    // first event does not wait for it; a failure here is logged and met
-    // again, as an interrupted attempt, by the first event.
+    // first event does not wait for it; a failure here is met again by the
+    // check before the first lease.
     if let Ok(record) = ctx.store.handler(&handler).await
         && let Err(e) = ctx.module(&record).await
     {
@@ -53,6 +79,12 @@ pub async fn run(ctx: Arc<Context>, handler: String) -> String {
             (record.policy.concurrency as usize).saturating_sub(in_flight.load(Ordering::Acquire));
         let mut full_batch = false;
         if free > 0 && !record.paused {
+            // Nothing is leased for a configuration that cannot run: its
+            // deliveries would spend every attempt on the same host error.
+            if let Err(e) = ctx.runnable(&record).await {
+                unrunnable(&ctx, &record, &e).await;
+                continue;
+            }
             match ctx.store.lease(&handler, free).await {
                 Ok(leased) => {
                     full_batch = leased.len() == free;

@@ -102,6 +102,64 @@ pub async fn paused_handler_leases_nothing<H: Harness>(mut cx: Ctx<H>) {
     assert_eq!(lease_all(s, "p").await.len(), 1, "resumed handler leases");
 }
 
+/// The runner's pause of an unrunnable configuration: fenced on the
+/// handler's version and on it running, visible with its reason, durable,
+/// ended by a registration (which a user's pause survives) or a resume.
+pub async fn unrunnable_pause_names_its_reason_and_ends_with_a_fix<H: Harness>(mut cx: Ctx<H>) {
+    let s = cx.store();
+    let v1 = handler(s, "p", "t").await;
+    let id = enqueue1(s, msg("t", "x")).await;
+    let v2 = handler(s, "p", "t").await;
+    assert!(
+        !s.pause_unrunnable("p", v1.version, "stale").await.unwrap(),
+        "a registration since the check may have fixed it"
+    );
+    assert!(!s.handler("p").await.unwrap().paused);
+    let mut rx = s.handlers_signal();
+    rx.borrow_and_update();
+    let reason = "invalid limits: memory 512 MiB is above the server's 256 MiB";
+    assert!(s.pause_unrunnable("p", v2.version, reason).await.unwrap());
+    assert!(rx.has_changed().unwrap(), "the pause signals");
+    assert!(
+        !s.pause_unrunnable("p", v2.version, "again").await.unwrap(),
+        "already paused: the first reason stays"
+    );
+    assert!(lease_all(s, "p").await.is_empty(), "paused leases nothing");
+    cx.restart().await;
+    let s = cx.store();
+    let h = s.handler("p").await.unwrap();
+    assert!(h.paused, "the pause is durable");
+    assert_eq!(h.paused_reason.as_deref(), Some(reason));
+    let listed = s.handlers().await.unwrap();
+    assert_eq!(listed[0].paused_reason.as_deref(), Some(reason));
+    let d = delivery_of(s, id, "p").await;
+    assert_eq!(d.state, DeliveryState::Ready);
+    assert!(d.attempts.is_empty(), "no attempt was spent");
+
+    // A registration ends the runner's pause.
+    let v3 = handler(s, "p", "t").await;
+    assert!(!v3.paused && v3.paused_reason.is_none(), "{v3:?}");
+    assert_eq!(s.handler("p").await.unwrap(), v3);
+    assert_eq!(lease_all(s, "p").await.len(), 1, "fixed, it leases");
+
+    // A resume ends it too; a user's pause has no reason and survives a
+    // registration.
+    assert!(s.pause_unrunnable("p", v3.version, reason).await.unwrap());
+    let r = s.set_paused("p", false).await.unwrap();
+    assert!(!r.paused && r.paused_reason.is_none(), "{r:?}");
+    assert!(s.pause_unrunnable("p", v3.version, reason).await.unwrap());
+    let r = s.set_paused("p", true).await.unwrap();
+    assert!(
+        r.paused && r.paused_reason.is_none(),
+        "a user's pause replaces it: {r:?}"
+    );
+    assert!(handler(s, "p", "t").await.paused, "a user's pause stays");
+    assert!(
+        !s.pause_unrunnable("ghost", 1, reason).await.unwrap(),
+        "a handler removed since the check is not paused"
+    );
+}
+
 /// `extend` moves the expiry to now + lease; the extended lease is not rescued
 /// at the old expiry and still completes; a stale lease cannot be extended.
 pub async fn extend_moves_expiry<H: Harness>(cx: Ctx<H>) {
@@ -319,6 +377,7 @@ macro_rules! __store_conformance_lease {
             lease_returns_oldest_first_up_to_max,
             concurrent_leases_never_hand_out_twice,
             paused_handler_leases_nothing,
+            unrunnable_pause_names_its_reason_and_ends_with_a_fix,
             extend_moves_expiry,
             complete_records_success,
             stale_or_forged_lease_is_lost,

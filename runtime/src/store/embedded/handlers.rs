@@ -85,7 +85,12 @@ impl Inner {
             topic: spec.topic.clone(),
             module_sha256: sha.clone(),
             policy: spec.policy,
-            paused: old.as_ref().is_some_and(|o| o.paused),
+            // The runner's pause for an unrunnable configuration ends with a
+            // new registration; a user's pause stays.
+            paused: old
+                .as_ref()
+                .is_some_and(|o| o.paused && o.paused_reason.is_none()),
+            paused_reason: None,
             created_at: old.as_ref().map_or(now, |o| o.created_at),
             updated_at: now,
             version: old.as_ref().map_or(1, |o| o.version + 1),
@@ -110,16 +115,48 @@ impl Inner {
     }
 
     pub(super) fn set_paused(&self, name: &str, paused: bool) -> StoreResult<HandlerRecord> {
+        self.change_pause(name, paused, None, |_| true)
+            .map(|(record, _)| record)
+    }
+
+    pub(super) fn pause_unrunnable(
+        &self,
+        name: &str,
+        version: u64,
+        reason: &str,
+    ) -> StoreResult<bool> {
+        match self.change_pause(name, true, Some(reason.to_string()), |r| {
+            r.version == version && !r.paused
+        }) {
+            Ok((_, changed)) => Ok(changed),
+            Err(StoreError::UnknownHandler(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets the pause and its reason if `when` holds for the current record;
+    /// returns the record and whether it changed.
+    fn change_pause(
+        &self,
+        name: &str,
+        paused: bool,
+        reason: Option<String>,
+        when: impl FnOnce(&HandlerRecord) -> bool,
+    ) -> StoreResult<(HandlerRecord, bool)> {
         let mut w = self.lock();
         let mut record = self.handler_record(name)?;
+        if !when(&record) {
+            return Ok((record, false));
+        }
         record.paused = paused;
+        record.paused_reason = reason;
         record.updated_at = self.clock.now();
         let mut txn = Txn::new(&self.tree);
         txn.put(keys::handler(name), codec::encode_json(&record)?);
         txn.woke = !paused;
         self.commit(&mut w, txn)?;
         self.set_handler(name, Some(record.clone()));
-        Ok(record)
+        Ok((record, true))
     }
 
     /// Removes the handler, then its deliveries in chunks; returns how many.

@@ -346,6 +346,11 @@ impl Store for EmbeddedStore {
         self.inner.module(sha256)
     }
 
+    async fn pause_unrunnable(&self, name: &str, version: u64, reason: &str) -> StoreResult<bool> {
+        let changed = self.inner.pause_unrunnable(name, version, reason)?;
+        self.durable(changed).await
+    }
+
     async fn set_paused(&self, name: &str, paused: bool) -> StoreResult<HandlerRecord> {
         let record = self.inner.set_paused(name, paused)?;
         self.durable(record).await

@@ -72,7 +72,12 @@ impl Core {
             topic: spec.topic.clone(),
             module_sha256: sha.clone(),
             policy: spec.policy,
-            paused: old.as_ref().is_some_and(|o| o.paused),
+            // The runner's pause for an unrunnable configuration ends with a
+            // new registration; a user's pause stays.
+            paused: old
+                .as_ref()
+                .is_some_and(|o| o.paused && o.paused_reason.is_none()),
+            paused_reason: None,
             created_at: old.as_ref().map_or(now.at, |o| o.created_at),
             updated_at: now.at,
             version: old.as_ref().map_or(1, |o| o.version + 1),
@@ -101,7 +106,7 @@ impl Core {
             "INSERT INTO handlers (name, topic, module_sha256, policy, paused, version,
                  created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (name) DO UPDATE SET module_sha256 = $3, policy = $4,
-                 version = $6, updated_at = $8",
+                 paused = $5, paused_reason = NULL, version = $6, updated_at = $8",
             &[
                 &record.name,
                 &record.topic,
@@ -140,14 +145,34 @@ impl Core {
         let row = query_opt(
             tx,
             &format!(
-                "UPDATE handlers SET paused = $2, updated_at = $3 WHERE name = $1
-                 RETURNING {HANDLER_COLS}"
+                "UPDATE handlers SET paused = $2, paused_reason = NULL, updated_at = $3
+                 WHERE name = $1 RETURNING {HANDLER_COLS}"
             ),
             &[&name, &paused, &col(now.at)],
         )
         .await?
         .ok_or_else(|| StoreError::UnknownHandler(name.to_string()))?;
         handler(&row)
+    }
+
+    /// The runner's pause of an unrunnable handler, if it is still at
+    /// `version` and running; whether it paused it.
+    pub(super) async fn pause_unrunnable_in(
+        &self,
+        tx: &Tx<'_>,
+        name: &str,
+        version: u64,
+        reason: &str,
+        now: Now,
+    ) -> StoreResult<bool> {
+        let n = execute(
+            tx,
+            "UPDATE handlers SET paused = true, paused_reason = $3, updated_at = $4
+             WHERE name = $1 AND version = $2 AND NOT paused",
+            &[&name, &(version as i64), &reason, &col(now.at)],
+        )
+        .await?;
+        Ok(n > 0)
     }
 
     /// Removes a handler with its deliveries, key heads and counts; returns

@@ -469,6 +469,19 @@ impl Store for PgStore {
         self.core.module_bytes(&c, sha256).await
     }
 
+    async fn pause_unrunnable(&self, name: &str, version: u64, reason: &str) -> StoreResult<bool> {
+        let changed = in_tx!(&self.core, durable, |tx, now| (
+            self.core
+                .pause_unrunnable_in(&tx, name, version, reason, now)
+                .await?,
+            false
+        ));
+        if changed {
+            self.core.signal_handlers().await;
+        }
+        Ok(changed)
+    }
+
     async fn set_paused(&self, name: &str, paused: bool) -> StoreResult<HandlerRecord> {
         let record = in_tx!(&self.core, durable, |tx, now| (
             self.core.set_paused_in(&tx, name, paused, now).await?,

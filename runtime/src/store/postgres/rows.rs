@@ -139,7 +139,7 @@ pub(super) fn message(r: &Row) -> StoreResult<Message> {
 
 /// The columns of a handler, in [`handler`]'s order.
 pub(super) const HANDLER_COLS: &str =
-    "name, topic, module_sha256, policy, paused, created_at, updated_at, version";
+    "name, topic, module_sha256, policy, paused, created_at, updated_at, version, paused_reason";
 
 /// Decodes a row selected with [`HANDLER_COLS`].
 pub(super) fn handler(r: &Row) -> StoreResult<HandlerRecord> {
@@ -153,6 +153,7 @@ pub(super) fn handler(r: &Row) -> StoreResult<HandlerRecord> {
         created_at: Timestamp(r.get::<_, i64>(5) as u64),
         updated_at: Timestamp(r.get::<_, i64>(6) as u64),
         version: r.get::<_, i64>(7) as u64,
+        paused_reason: r.get(8),
     })
 }
 

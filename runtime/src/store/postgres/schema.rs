@@ -16,10 +16,10 @@ use super::error::db;
 use crate::store::{StoreError, StoreResult};
 
 /// The newest schema version this build writes.
-pub(super) const VERSION: i32 = 7;
+pub(super) const VERSION: i32 = 8;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// Version 6: module garbage collection ([`super::upkeep`]'s prune).
 ///
@@ -44,6 +44,12 @@ CREATE INDEX attempts_module ON attempts (module_sha256) WHERE module_sha256 IS 
 /// both; docs/crash-testing.md).
 const V7: &str = r#"
 ALTER TABLE attempts ADD COLUMN lease_token bigint, ADD COLUMN runner text;
+"#;
+
+/// Version 8: why the runner paused a handler whose configuration cannot
+/// run (`Store::pause_unrunnable`); `NULL` when running or paused by a user.
+const V8: &str = r#"
+ALTER TABLE handlers ADD COLUMN paused_reason text;
 "#;
 
 /// Version 3: schedules. A schedule's record (spec, cursor, counts) is one

@@ -27,6 +27,7 @@ fn server(name: &str, sha: &str, policy: HandlerPolicy) -> HandlerView {
         module_sha256: sha.into(),
         policy,
         paused: false,
+        paused_reason: None,
         created_at: String::new(),
         updated_at: String::new(),
         version: 1,
