@@ -16,7 +16,7 @@
 //! naming that script.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 mod common;
@@ -54,16 +54,7 @@ fn sluice(url: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(data: &Path) -> (Server, String) {
+fn serve(data: &Path) -> (common::Server, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
     cmd.args([
         "serve",
@@ -77,8 +68,7 @@ fn serve(data: &Path) -> (Server, String) {
     .arg("--data-dir")
     .arg(data)
     .env_remove("SLUICE_CONFIG");
-    let (child, url) = common::listening(&mut cmd);
-    (Server(child), url)
+    common::listening(&mut cmd)
 }
 
 #[test]

@@ -31,7 +31,7 @@ fn ok(out: &Output) -> String {
 }
 
 /// Starts `sluice serve` on a free port; returns it once it listens.
-fn serve(data: &Path) -> (Child, String) {
+fn serve(data: &Path) -> (common::Server, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
     cmd.args([
         "serve",

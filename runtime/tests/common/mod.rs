@@ -145,9 +145,33 @@ pub fn serve(rt: &tokio::runtime::Runtime, state: sluice::api::ApiState) -> Stri
     format!("http://{addr}")
 }
 
+/// A spawned `sluice serve`, killed and reaped when dropped, so a test that
+/// fails midway leaves no server behind.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 /// Spawns `cmd` (a `sluice serve`) and returns its URL once it listens (the
 /// first line it prints).
-pub fn listening(cmd: &mut Command) -> (Child, String) {
+pub fn listening(cmd: &mut Command) -> (Server, String) {
     let mut child = cmd
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -160,5 +184,5 @@ pub fn listening(cmd: &mut Command) -> (Child, String) {
         .unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    (child, url)
+    (Server(child), url)
 }
